@@ -1,0 +1,149 @@
+"""Float64 oracle for one GDN decode step, written straight from DESIGN.md.
+
+Everything is computed in float64 from the stored input values, vectorised
+over rows and heads. ``decode_rows`` is the math for live rows with their
+states already gathered (state in the canonical ``[K, V]`` orientation);
+``decode_step`` applies it to a whole state pool in chunks of rows so that
+memory stays bounded on the largest shapes.
+
+Alongside each result the oracle returns a *magnitude*: for every element,
+the sum of the absolute values of the terms that produced it. A correct
+fp32 kernel's rounding error is bounded by a small multiple of fp32 epsilon
+times that magnitude, whatever the cancellation in the exact value, which is
+what lets the harness keep tolerances tight without crying wolf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+L2_EPS = 1e-6
+SOFTPLUS_THRESHOLD = 20.0
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class RowsResult:
+    """Oracle results for R live rows (float64)."""
+
+    out: np.ndarray  # [R, HV, V]
+    state: np.ndarray  # [R, HV, K, V]
+    out_mag: np.ndarray | None = None  # [R, HV, V]
+    state_mag: np.ndarray | None = None  # [R, HV, K, V]
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    safe = np.minimum(x, SOFTPLUS_THRESHOLD)
+    return np.where(x > SOFTPLUS_THRESHOLD, x, np.log1p(np.exp(safe)))
+
+
+def _l2norm(x: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + L2_EPS)
+
+
+def split_qkv(qkv: np.ndarray, H: int, HV: int, K: int, V: int):
+    """Split packed rows [R, 2*H*K + HV*V] into q, k [R, HV, K] and v [R, HV, V].
+
+    q and k are expanded to value heads: value head ``hv`` reads key head
+    ``hv // (HV // H)``.
+    """
+    R = qkv.shape[0]
+    q = qkv[:, : H * K].reshape(R, H, K)
+    k = qkv[:, H * K : 2 * H * K].reshape(R, H, K)
+    v = qkv[:, 2 * H * K :].reshape(R, HV, V)
+    group = HV // H
+    return np.repeat(q, group, axis=1), np.repeat(k, group, axis=1), v
+
+
+def gates(a: np.ndarray, b: np.ndarray, A_log: np.ndarray, dt_bias: np.ndarray):
+    """Decay exponent g and write strength beta, both [R, HV]."""
+    g = -np.exp(A_log)[None, :] * _softplus(a + dt_bias[None, :])
+    beta = 1.0 / (1.0 + np.exp(-b))
+    return g, beta
+
+
+def decode_rows(
+    qkv: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    A_log: np.ndarray,
+    dt_bias: np.ndarray,
+    S: np.ndarray,
+    *,
+    H: int,
+    scale: float,
+    use_qk_l2norm: bool = True,
+    with_magnitude: bool = False,
+) -> RowsResult:
+    """One decode step for R live rows whose states ``S [R, HV, K, V]`` are gathered."""
+    f = np.float64
+    qkv, a, b = qkv.astype(f), a.astype(f), b.astype(f)
+    A_log, dt_bias, S = A_log.astype(f), dt_bias.astype(f), S.astype(f)
+    _, HV, K, V = S.shape
+    q, k, v = split_qkv(qkv, H, HV, K, V)
+    if use_qk_l2norm:
+        q, k = _l2norm(q), _l2norm(k)
+    q = q * scale
+    g, beta = gates(a, b, A_log, dt_bias)
+    decay = np.exp(g)[..., None, None]
+    S_dec = S * decay
+    kS = np.einsum("rhk,rhkv->rhv", k, S_dec)
+    u = (v - kS) * beta[..., None]
+    S_new = S_dec + k[..., :, None] * u[..., None, :]
+    out = np.einsum("rhk,rhkv->rhv", q, S_new)
+    res = RowsResult(out=out, state=S_new)
+    if with_magnitude:
+        S_abs = np.abs(S_dec)
+        k_abs = np.abs(k)
+        u_mag = (np.abs(v) + np.einsum("rhk,rhkv->rhv", k_abs, S_abs)) * beta[..., None]
+        res.state_mag = S_abs + k_abs[..., :, None] * u_mag[..., None, :]
+        res.out_mag = np.einsum("rhk,rhkv->rhv", np.abs(q), res.state_mag)
+    return res
+
+
+def to_kv(slots: np.ndarray, state_layout: str) -> np.ndarray:
+    """View slots [..., HV, a, b] in the canonical [..., HV, K, V] orientation."""
+    return slots if state_layout == "kv" else np.swapaxes(slots, -1, -2)
+
+
+def decode_step(
+    mixed_qkv: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    A_log: np.ndarray,
+    dt_bias: np.ndarray,
+    state: np.ndarray,
+    state_indices: np.ndarray,
+    out: np.ndarray,
+    *,
+    scale: float,
+    use_qk_l2norm: bool = True,
+    state_layout: str = "vk",
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> None:
+    """The contract on NumPy arrays: write ``out`` and update ``state`` in place.
+
+    ``state`` is ``[N, HV, V, K]`` (vk) or ``[N, HV, K, V]`` (kv) of any float
+    dtype; results are cast to the dtypes of ``out`` and ``state``. Rows with
+    a negative slot get a zero output row and touch no slot.
+    """
+    HV = state.shape[1]
+    K = state.shape[3] if state_layout == "vk" else state.shape[2]
+    V = out.shape[2]
+    H = (mixed_qkv.shape[1] - HV * V) // (2 * K)
+    idx = np.asarray(state_indices).astype(np.int64)
+    out[idx < 0] = 0
+    live = np.flatnonzero(idx >= 0)
+    rows_per_chunk = max(1, chunk_bytes // (6 * HV * K * V * 8))
+    for start in range(0, live.size, rows_per_chunk):
+        rows = live[start : start + rows_per_chunk]
+        slots = idx[rows]
+        res = decode_rows(
+            mixed_qkv[rows], a[rows], b[rows], A_log, dt_bias,
+            to_kv(state[slots], state_layout),
+            H=H, scale=scale, use_qk_l2norm=use_qk_l2norm,
+        )  # fmt: skip
+        out[rows] = res.out.astype(out.dtype)
+        state[slots] = to_kv(res.state, state_layout).astype(state.dtype)
