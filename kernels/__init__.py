@@ -14,7 +14,7 @@ import torch
 if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
-from kernels.baseline import baseline_decode  # noqa: E402
-from kernels.packed_decode import packed_decode  # noqa: E402
+from kernels.baseline import baseline_decode
+from kernels.packed_decode import packed_decode
 
 __all__ = ["baseline_decode", "packed_decode"]

@@ -55,7 +55,7 @@ def _span(t: torch.Tensor) -> tuple[int, int]:
     start = t.data_ptr()
     if t.numel() == 0:
         return start, start
-    extent = sum((s - 1) * st for s, st in zip(t.shape, t.stride())) + 1
+    extent = sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=True)) + 1
     return start, start + extent * t.element_size()
 
 
@@ -119,8 +119,10 @@ def check_decode_args(
         _check_last_dense(name, tensors[name])
     for name in ("A_log", "dt_bias", "out"):
         _check_dense(name, tensors[name])
-    if state.stride(3) != 1 or state.stride(2) != state.shape[3] or (
-        state.stride(1) != state.shape[2] * state.shape[3]
+    if (
+        state.stride(3) != 1
+        or state.stride(2) != state.shape[3]
+        or (state.stride(1) != state.shape[2] * state.shape[3])
     ):
         _fail("state", "each slot must be dense [HV, *, *] (only stride(0) may be padded), "
               f"got strides {tuple(state.stride())}")  # fmt: skip

@@ -1,0 +1,165 @@
+"""Error statistics of one tensor against a reference, under a per-element bound.
+
+Stats accumulate over chunks of rows (the largest shapes never hold a whole
+float64 state in memory) and keep the location of the worst elements in the
+terms a kernel author debugs in: batch row, state slot, value head, and the
+element (``v`` for the output, ``k, v`` for the state in canonical order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an element lives: row, the slot that row names, head, element."""
+
+    row: int
+    slot: int
+    head: int
+    k: int | None
+    v: int
+
+    def __str__(self) -> str:
+        k = f" k={self.k}" if self.k is not None else ""
+        return f"row {self.row} slot {self.slot} head {self.head}{k} v={self.v}"
+
+
+@dataclass
+class ErrorStats:
+    """Errors of one quantity for one pair at one step, merged over chunks."""
+
+    quantity: str  # "out" or "state"
+    pair: str  # e.g. "packed vs oracle"
+    step: int
+    tolerance: str
+    checked: bool = True  # False: reported only, never a violation
+    n: int = 0
+    over: int = 0
+    nan: int = 0
+    inf: int = 0
+    max_abs: float = 0.0
+    max_abs_at: Location | None = None
+    max_rel: float = 0.0
+    max_rel_at: Location | None = None
+    worst_ratio: float = 0.0  # max |err| / bound
+    worst_at: Location | None = None
+    worst_value: tuple[float, float] | None = None  # (tested, reference) at worst_at
+    err_sq: float = 0.0
+    ref_sq: float = 0.0
+    head_ratio: dict[int, float] = field(default_factory=dict)  # head -> max |err|/bound
+
+    @property
+    def ok(self) -> bool:
+        return not self.checked or (self.over == 0 and self.nan == 0 and self.inf == 0)
+
+    @property
+    def rms_ratio(self) -> float:
+        return math.sqrt(self.err_sq / self.ref_sq) if self.ref_sq > 0 else math.sqrt(self.err_sq)
+
+    def add(
+        self,
+        x: np.ndarray,
+        ref: np.ndarray,
+        bound: np.ndarray,
+        rows: np.ndarray,
+        slots: np.ndarray,
+    ) -> None:
+        """Fold in a chunk: arrays ``[R, HV, V]`` or ``[R, HV, K, V]`` (float64)."""
+        if x.size == 0:
+            return
+        self.n += x.size
+        bad_nan = np.isnan(x) & ~np.isnan(ref)
+        bad_inf = np.isinf(x) & ~np.isinf(ref)
+        self.nan += int(bad_nan.sum())
+        self.inf += int(bad_inf.sum())
+        err = np.abs(x - ref)
+        err[bad_nan | bad_inf] = np.inf
+        err[np.isnan(x) & np.isnan(ref)] = 0.0
+        ratio = err / bound
+        self.over += int((ratio > 1.0).sum())
+        finite = np.isfinite(err)
+        self.err_sq += float(np.sum(np.where(finite, err, 0.0) ** 2))
+        self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
+        rel = err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+        self._track("max_abs", err, rows, slots)
+        self._track("max_rel", rel, rows, slots)
+        if self._track("worst_ratio", ratio, rows, slots, loc_attr="worst_at"):
+            at = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+            self.worst_value = (float(x[at]), float(ref[at]))
+        per_head = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=(0, 2))
+        for h, r in enumerate(per_head.tolist()):
+            self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
+
+    def _track(self, attr: str, values: np.ndarray, rows, slots, loc_attr: str | None = None):
+        flat = int(np.argmax(values))
+        best = float(values.flat[flat])
+        if best <= getattr(self, attr) and getattr(self, loc_attr or f"{attr}_at") is not None:
+            return False
+        setattr(self, attr, best)
+        setattr(self, loc_attr or f"{attr}_at", _locate(values.shape, flat, rows, slots))
+        return True
+
+    def summary(self) -> str:
+        """One line: counts, the worst element and the tolerance."""
+        parts = [f"{self.quantity} {self.pair} step {self.step}:",
+                 f"{self.over}/{self.n} over tolerance"]  # fmt: skip
+        if self.nan or self.inf:
+            parts.append(f"{self.nan} NaN, {self.inf} Inf")
+        parts.append(f"max abs {self.max_abs:.3g} at {self.max_abs_at}")
+        parts.append(f"max rel {self.max_rel:.3g} at {self.max_rel_at}")
+        if self.worst_at is not None and self.worst_value is not None:
+            got, want = self.worst_value
+            parts.append(f"worst {self.worst_ratio:.3g}x bound at {self.worst_at} "
+                         f"(got {got:.6g}, want {want:.6g})")  # fmt: skip
+        parts.append(f"rms ratio {self.rms_ratio:.3g}; tol: {self.tolerance}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("max_abs_at", "max_rel_at", "worst_at"):
+            loc = getattr(self, key)
+            d[key] = str(loc) if loc is not None else None
+        d["head_ratio"] = {str(h): _finite(r) for h, r in self.head_ratio.items()}
+        d["rms_ratio"] = _finite(self.rms_ratio)
+        for key in ("max_abs", "max_rel", "worst_ratio"):
+            d[key] = _finite(d[key])
+        d["ok"] = self.ok
+        return d
+
+
+def _finite(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
+
+
+def _locate(shape: tuple[int, ...], flat: int, rows: np.ndarray, slots: np.ndarray) -> Location:
+    at = np.unravel_index(flat, shape)
+    r, h = int(at[0]), int(at[1])
+    k = int(at[2]) if len(shape) == 4 else None
+    return Location(row=int(rows[r]), slot=int(slots[r]), head=h, k=k, v=int(at[-1]))
+
+
+@dataclass
+class DriftStats:
+    """Carried-state drift against the exact float64 trajectory at one step."""
+
+    who: str
+    step: int
+    state_max_abs: float
+    state_rel_rms: float
+    out_max_abs: float
+    out_rel_rms: float
+
+    def to_dict(self) -> dict:
+        return {k: _finite(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def rel_rms(x: np.ndarray, ref: np.ndarray) -> float:
+    """||x - ref|| / ||ref|| (the RMS error ratio)."""
+    den = float(np.sqrt(np.sum(ref * ref)))
+    num = float(np.sqrt(np.sum((x - ref) ** 2)))
+    return num / den if den > 0 else num

@@ -1,0 +1,116 @@
+"""Finding implementations of the decode step by name.
+
+This module is the one way the harness finds implementations. A spec is a
+built-in name (``packed``, ``baseline``, ``oracle``), a name registered by an
+installed package under the ``gdn_harness.implementations`` entry-point
+group, or ``module:callable`` for anything importable. Every implementation
+is a callable with the contract's signature (DESIGN.md).
+
+An implementation may carry an optional attribute ``unsupported(case) ->
+str | None``: a reason when it cannot express a case (a layout, a dtype);
+such cases are skipped with that reason instead of failing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+ENTRY_POINT_GROUP = "gdn_harness.implementations"
+BUILTINS = ("packed", "baseline", "oracle")
+
+DecodeFn = Callable[..., None]
+
+
+class ImplError(LookupError):
+    """An implementation spec that cannot be resolved."""
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A resolved implementation and what the harness needs to know about it."""
+
+    spec: str
+    fn: DecodeFn
+    builtin: bool  # built-in wrappers are the ones error cases exercise
+
+    def unsupported(self, case: Any) -> str | None:
+        check = getattr(self.fn, "unsupported", None)
+        return check(case) if check is not None else None
+
+
+def _oracle() -> DecodeFn:
+    from harness.oracle_impl import oracle_decode
+
+    return oracle_decode
+
+
+def _packed() -> DecodeFn:
+    from kernels import packed_decode
+
+    return packed_decode
+
+
+def _baseline() -> DecodeFn:
+    from kernels import baseline_decode
+
+    return baseline_decode
+
+
+_BUILTIN_LOADERS: dict[str, Callable[[], DecodeFn]] = {
+    "packed": _packed,
+    "baseline": _baseline,
+    "oracle": _oracle,
+}
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_impls() -> list[str]:
+    """Names that ``resolve_impl`` accepts without a ``module:callable`` path."""
+    return [*BUILTINS, *sorted(n for n in _entry_points() if n not in BUILTINS)]
+
+
+def _import_callable(spec: str) -> DecodeFn:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's spec to fix
+        raise ImplError(f"cannot import module {module_name!r} for implementation {spec!r}: "
+                        f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ImplError(f"module {module_name!r} has no attribute {attr!r} ({spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ImplError(f"{spec!r} is not callable")
+    return obj
+
+
+def load_implementation(spec: str) -> Implementation:
+    """Resolve ``spec`` to an :class:`Implementation`, or raise :class:`ImplError`."""
+    if spec in _BUILTIN_LOADERS:
+        return Implementation(spec, _BUILTIN_LOADERS[spec](), builtin=True)
+    if ":" in spec:
+        return Implementation(spec, _import_callable(spec), builtin=False)
+    eps = _entry_points()
+    if spec in eps:
+        try:
+            fn = eps[spec].load()
+        except Exception as exc:
+            raise ImplError(f"implementation {spec!r} (entry point {eps[spec].value}) failed "
+                            f"to load: {type(exc).__name__}: {exc}") from exc  # fmt: skip
+        return Implementation(spec, fn, builtin=False)
+    raise ImplError(f"unknown implementation {spec!r}; available: {', '.join(available_impls())}, "
+                    "or module:callable")  # fmt: skip
+
+
+def resolve_impl(spec: str) -> DecodeFn:
+    """Return a callable with the contract's signature for ``spec``."""
+    return load_implementation(spec).fn

@@ -1,0 +1,72 @@
+"""The tolerance policy: what error a correct implementation can have.
+
+Two bounds, both from DESIGN.md:
+
+* Per element, against the oracle re-run from the implementation's own
+  previous state: ``|x - ref| <= ulps * ulp(ref, dtype) + fp32_ulps * eps32 *
+  magnitude``. The first term is the final rounding to the output or state
+  dtype; the second is fp32 arithmetic, bounded by the oracle's sum of
+  absolute terms (so cancellation never makes a correct kernel fail). It is
+  tight enough to catch one bf16 rounding of an fp32 intermediate: that
+  costs 2**-9 relative, the fp32 budget at K = 128 is 2**-14.
+* Drift of a carried state over many steps, against the exact float64
+  trajectory, as a budget relative to the baseline's own drift:
+  ``drift_test <= drift_factor * (drift_baseline + eps(dtype) * max|ref|)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import Tolerance
+
+EPS = {"fp32": 2.0**-23, "bf16": 2.0**-7, "fp16": 2.0**-10}
+MIN_EXP = {"fp32": -126, "bf16": -126, "fp16": -14}  # exponent of the smallest normal
+EPS32 = EPS["fp32"]
+FP32_TINY = 2.0**-126
+
+DEFAULT_ULPS = 1.0
+DEFAULT_DRIFT_FACTOR = 4.0
+
+
+def default_fp32_ulps(K: int) -> float:
+    """fp32 budget in units of eps32 x magnitude: a K-term dot plus exp/log slack."""
+    return 2.0 * K + 256.0
+
+
+@dataclass(frozen=True)
+class ElementTol:
+    """The resolved per-element tolerance for one quantity."""
+
+    dtype: str
+    ulps: float
+    fp32_ulps: float
+    drift_factor: float
+
+    def describe(self) -> str:
+        return (f"|err| <= {self.ulps:g} ulp({self.dtype}) + {self.fp32_ulps:g} eps32 x "
+                f"magnitude; drift <= {self.drift_factor:g} x baseline")  # fmt: skip
+
+    def bound(self, ref: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        return self.ulps * ulp(ref, self.dtype) + self.fp32_ulps * EPS32 * magnitude + FP32_TINY
+
+
+def resolve(override: Tolerance, dtype: str, K: int) -> ElementTol:
+    """Fill a case's tolerance override with the defaults for ``dtype``."""
+    return ElementTol(
+        dtype=dtype,
+        ulps=DEFAULT_ULPS if override.ulps is None else override.ulps,
+        fp32_ulps=default_fp32_ulps(K) if override.fp32_ulps is None else override.fp32_ulps,
+        drift_factor=(
+            DEFAULT_DRIFT_FACTOR if override.drift_factor is None else override.drift_factor
+        ),
+    )
+
+
+def ulp(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Spacing of ``dtype`` numbers at |x| (subnormal spacing below the normal range)."""
+    mant, exp = np.frexp(np.abs(x))
+    exp = np.where(mant == 0, MIN_EXP[dtype], np.maximum(exp - 1, MIN_EXP[dtype]))
+    return np.ldexp(EPS[dtype], exp)
