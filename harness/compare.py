@@ -106,16 +106,20 @@ class ErrorStats:
 
     def summary(self) -> str:
         """One line: counts, the worst element and the tolerance."""
-        parts = [f"{self.quantity} {self.pair} step {self.step}:",
-                 f"{self.over}/{self.n} over tolerance"]  # fmt: skip
+        parts = [
+            f"{self.quantity} {self.pair} step {self.step}:",
+            f"{self.over}/{self.n} over tolerance",
+        ]
         if self.nan or self.inf:
             parts.append(f"{self.nan} NaN, {self.inf} Inf")
         parts.append(f"max abs {self.max_abs:.3g} at {self.max_abs_at}")
         parts.append(f"max rel {self.max_rel:.3g} at {self.max_rel_at}")
         if self.worst_at is not None and self.worst_value is not None:
             got, want = self.worst_value
-            parts.append(f"worst {self.worst_ratio:.3g}x bound at {self.worst_at} "
-                         f"(got {got:.6g}, want {want:.6g})")  # fmt: skip
+            parts.append(
+                f"worst {self.worst_ratio:.3g}x bound at {self.worst_at} "
+                f"(got {got:.6g}, want {want:.6g})"
+            )
         parts.append(f"rms ratio {self.rms_ratio:.3g}; tol: {self.tolerance}")
         return ", ".join(parts)
 

@@ -39,8 +39,17 @@ def oracle_decode(
     local[local == 0] = np.arange(live.numel())
     out_np = np.zeros(tuple(out.shape), np.float64)
     decode_step(
-        _np(mixed_qkv), _np(a), _np(b), _np(A_log), _np(dt_bias), slots, local, out_np,
-        scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=state_layout,
-    )  # fmt: skip
+        _np(mixed_qkv),
+        _np(a),
+        _np(b),
+        _np(A_log),
+        _np(dt_bias),
+        slots,
+        local,
+        out_np,
+        scale=scale,
+        use_qk_l2norm=use_qk_l2norm,
+        state_layout=state_layout,
+    )
     out.copy_(torch.from_numpy(out_np).to(out.device, out.dtype))
     state[live.to(state.device)] = torch.from_numpy(slots).to(state.device, state.dtype)

@@ -81,8 +81,10 @@ def _import_callable(spec: str) -> DecodeFn:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure is the user's spec to fix
-        raise ImplError(f"cannot import module {module_name!r} for implementation {spec!r}: "
-                        f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        raise ImplError(
+            f"cannot import module {module_name!r} for implementation {spec!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -104,11 +106,15 @@ def load_implementation(spec: str) -> Implementation:
         try:
             fn = eps[spec].load()
         except Exception as exc:
-            raise ImplError(f"implementation {spec!r} (entry point {eps[spec].value}) failed "
-                            f"to load: {type(exc).__name__}: {exc}") from exc  # fmt: skip
+            raise ImplError(
+                f"implementation {spec!r} (entry point {eps[spec].value}) failed "
+                f"to load: {type(exc).__name__}: {exc}"
+            ) from exc
         return Implementation(spec, fn, builtin=False)
-    raise ImplError(f"unknown implementation {spec!r}; available: {', '.join(available_impls())}, "
-                    "or module:callable")  # fmt: skip
+    raise ImplError(
+        f"unknown implementation {spec!r}; available: {', '.join(available_impls())}, "
+        "or module:callable"
+    )
 
 
 def resolve_impl(spec: str) -> DecodeFn:

@@ -46,8 +46,10 @@ class ElementTol:
     drift_factor: float
 
     def describe(self) -> str:
-        return (f"|err| <= {self.ulps:g} ulp({self.dtype}) + {self.fp32_ulps:g} eps32 x "
-                f"magnitude; drift <= {self.drift_factor:g} x baseline")  # fmt: skip
+        return (
+            f"|err| <= {self.ulps:g} ulp({self.dtype}) + {self.fp32_ulps:g} eps32 x "
+            f"magnitude; drift <= {self.drift_factor:g} x baseline"
+        )
 
     def bound(self, ref: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
         return self.ulps * ulp(ref, self.dtype) + self.fp32_ulps * EPS32 * magnitude + FP32_TINY

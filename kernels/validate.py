@@ -90,9 +90,15 @@ def check_decode_args(
     _check_ndim("out", out, 3, "[B, HV, V]")
 
     tensors = {
-        "mixed_qkv": mixed_qkv, "a": a, "b": b, "A_log": A_log, "dt_bias": dt_bias,
-        "state": state, "state_indices": state_indices, "out": out,
-    }  # fmt: skip
+        "mixed_qkv": mixed_qkv,
+        "a": a,
+        "b": b,
+        "A_log": A_log,
+        "dt_bias": dt_bias,
+        "state": state,
+        "state_indices": state_indices,
+        "out": out,
+    }
     device = mixed_qkv.device
     for name, t in tensors.items():
         if t.device != device:
@@ -106,8 +112,9 @@ def check_decode_args(
             _fail(name, f"dtype {tensors[name].dtype} differs from mixed_qkv's {act}")
     for name in ("A_log", "dt_bias"):
         if tensors[name].dtype not in (torch.float32, act):
-            _fail(name, f"dtype must be fp32 or the activation dtype {act}, got "
-                  f"{tensors[name].dtype}")  # fmt: skip
+            _fail(
+                name, f"dtype must be fp32 or the activation dtype {act}, got {tensors[name].dtype}"
+            )
     if state.dtype not in STATE_DTYPES:
         _fail("state", f"dtype must be fp32, bf16 or fp16, got {state.dtype}")
     if state_indices.dtype not in INDEX_DTYPES:
@@ -124,8 +131,11 @@ def check_decode_args(
         or state.stride(2) != state.shape[3]
         or (state.stride(1) != state.shape[2] * state.shape[3])
     ):
-        _fail("state", "each slot must be dense [HV, *, *] (only stride(0) may be padded), "
-              f"got strides {tuple(state.stride())}")  # fmt: skip
+        _fail(
+            "state",
+            "each slot must be dense [HV, *, *] (only stride(0) may be padded), "
+            f"got strides {tuple(state.stride())}",
+        )
     if state.shape[0] > 1 and state.stride(0) < state.shape[1] * state.shape[2] * state.shape[3]:
         _fail("state", f"stride(0)={state.stride(0)} is smaller than one slot")
 
@@ -145,8 +155,9 @@ def check_decode_args(
         _fail("out", f"shape must be {(B, HV, V)}, got {tuple(out.shape)}")
     qk_width = mixed_qkv.shape[1] - HV * V
     if qk_width <= 0 or qk_width % (2 * K):
-        _fail("mixed_qkv", f"width {mixed_qkv.shape[1]} is not 2*H*K + HV*V for K={K}, "
-              f"V={V}, HV={HV}")  # fmt: skip
+        _fail(
+            "mixed_qkv", f"width {mixed_qkv.shape[1]} is not 2*H*K + HV*V for K={K}, V={V}, HV={HV}"
+        )
     H = qk_width // (2 * K)
     if HV % H:
         _fail("mixed_qkv", f"HV={HV} is not a multiple of H={H}")

@@ -141,9 +141,15 @@ def decode_step(
         rows = live[start : start + rows_per_chunk]
         slots = idx[rows]
         res = decode_rows(
-            mixed_qkv[rows], a[rows], b[rows], A_log, dt_bias,
+            mixed_qkv[rows],
+            a[rows],
+            b[rows],
+            A_log,
+            dt_bias,
             to_kv(state[slots], state_layout),
-            H=H, scale=scale, use_qk_l2norm=use_qk_l2norm,
-        )  # fmt: skip
+            H=H,
+            scale=scale,
+            use_qk_l2norm=use_qk_l2norm,
+        )
         out[rows] = res.out.astype(out.dtype)
         state[slots] = to_kv(res.state, state_layout).astype(state.dtype)

@@ -1,0 +1,387 @@
+"""Run one case: every implementation on its own copy of the same inputs,
+the oracle on the stored values, and every check of DESIGN.md.
+
+Per step, each implementation is checked element by element against the
+oracle re-run from that implementation's own previous state, so the
+per-element bound stays valid however many steps run; multi-step cases also
+carry the exact float64 trajectory and report each implementation's drift
+from it, checked against the baseline's own drift.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from harness import inputs as inp_mod
+from harness.compare import DriftStats, ErrorStats, rel_rms
+from harness.registry import Implementation
+from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
+from harness.spec import CaseSpec
+from harness.tolerance import EPS, ElementTol, resolve
+from reference.oracle import RowsResult, decode_rows
+
+CHUNK_BYTES = 512 * 2**20
+DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def tier_runnable(tier: str, device: str) -> str | None:
+    """Why a tier cannot run on ``device``, or None when it can."""
+    if tier in ("gpu", "nightly") and not device.startswith("cuda"):
+        return f"tier {tier} needs a CUDA device; running on {device}"
+    return None
+
+
+def _f64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@dataclass
+class _Participant:
+    role: str  # "impl" or "baseline"
+    impl: Implementation
+    inputs: inp_mod.CaseInputs
+    alive: bool = True
+    pre_state: torch.Tensor | None = None  # named slots before this step's call
+    drift_state: list[float] = field(default_factory=list)
+
+
+class _CaseRun:
+    """The state of one running case; each method does one check."""
+
+    def __init__(self, spec: CaseSpec, impl, baseline, device: str, result: CaseResult):
+        self.spec, self.device, self.result = spec, device, result
+        self.tol_out = resolve(spec.tol_out, spec.act_dtype, spec.K)
+        self.tol_state = resolve(spec.tol_state, spec.state_dtype, spec.K)
+        self.base = inp_mod.build_inputs(spec, device)
+        idx = np.asarray(inp_mod.slot_indices(spec), dtype=np.int64)
+        self.live_rows = np.flatnonzero(idx >= 0)
+        self.live_slots = idx[self.live_rows]
+        self.pad_rows = np.flatnonzero(idx < 0)
+        self.live_slots_t = torch.as_tensor(self.live_slots, device=device)
+        roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
+        self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
+        self.exact: np.ndarray | None = None
+        state_bytes = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V * 8
+        if spec.steps > 1 and state_bytes <= DRIFT_MAX_BYTES:
+            self.exact = self._canonical(self.base.state[self.live_slots_t])
+
+    # --- helpers ---------------------------------------------------------------
+    def _canonical(self, slots: torch.Tensor) -> np.ndarray:
+        arr = _f64(slots)
+        return arr if self.spec.layout.state_layout == "kv" else np.swapaxes(arr, -1, -2)
+
+    def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
+        self.result.violations.append(Violation(check, who, step, message))
+
+    def _call(self, part: _Participant, inputs: inp_mod.CaseInputs, step: int) -> bool:
+        try:
+            part.impl.fn(*inputs.args(), **inputs.kwargs())
+            _sync(self.device)
+        except Exception as exc:
+            part.alive = False
+            msg = f"{type(exc).__name__}: {exc}"
+            self._violate("crash", part.impl.spec, step, msg)
+            self.result.reason = self.result.reason or msg
+            return False
+        return True
+
+    def _row_chunks(self) -> Iterator[np.ndarray]:
+        per_row = 6 * self.spec.HV * self.spec.K * self.spec.V * 8
+        n = max(1, CHUNK_BYTES // per_row)
+        for start in range(0, self.live_rows.size, n):
+            yield np.arange(start, min(start + n, self.live_rows.size))
+
+    def _oracle(self, acts, pre_state: torch.Tensor, chunk: np.ndarray) -> RowsResult:
+        qkv, a, b, A_log, dt_bias = acts
+        rows = self.live_rows[chunk]
+        return decode_rows(
+            qkv[rows],
+            a[rows],
+            b[rows],
+            A_log,
+            dt_bias,
+            self._canonical(pre_state[torch.as_tensor(chunk, device=self.device)]),
+            H=self.spec.H,
+            scale=self.spec.effective_scale,
+            use_qk_l2norm=self.spec.use_qk_l2norm,
+            with_magnitude=True,
+        )
+
+    def _activations(self) -> tuple[np.ndarray, ...]:
+        b = self.base
+        return tuple(_f64(t) for t in (b.mixed_qkv, b.a, b.b, b.A_log, b.dt_bias))
+
+    def _tested(self, part: _Participant, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = torch.as_tensor(self.live_rows[chunk], device=self.device)
+        slots = self.live_slots_t[torch.as_tensor(chunk, device=self.device)]
+        return _f64(part.inputs.out[rows]), self._canonical(part.inputs.state[slots])
+
+    def _stats(self, quantity: str, pair: str, step: int, tol: ElementTol) -> ErrorStats:
+        s = ErrorStats(quantity=quantity, pair=pair, step=step, tolerance=tol.describe())
+        self.result.stats.append(s)
+        return s
+
+    # --- one step --------------------------------------------------------------
+    def run_step(self, step: int) -> None:
+        if step > 0:
+            self.base.load_step(self.spec, step)
+            for p in self.parts:
+                p.inputs.load_step(self.spec, step)
+        acts = self._activations()
+        alive = [p for p in self.parts if p.alive]
+        for p in alive:
+            p.pre_state = p.inputs.state[self.live_slots_t].clone()
+            twin = p.inputs.clone() if step == 0 else None
+            p.inputs.poison_out()
+            snap = p.inputs.snapshot()
+            if not self._call(p, p.inputs, step):
+                continue
+            self._check_side_effects(p, step, snap)
+            if twin is not None:
+                self._check_determinism(p, twin, step)
+        alive = [p for p in self.parts if p.alive]
+        self._check_values(alive, acts, step)
+        if self.exact is not None:
+            self._check_drift(alive, acts, step)
+
+    def _check_side_effects(self, p: _Participant, step: int, snap) -> None:
+        who, inputs = p.impl.spec, p.inputs
+        for msg in inputs.changed_inputs(snap):
+            self._violate("inputs", who, step, msg)
+        for msg in inputs.guard_violations():
+            self._violate("guards", who, step, msg)
+        if self.pad_rows.size:
+            pad = inputs.out[torch.as_tensor(self.pad_rows, device=self.device)]
+            bad = (pad != 0).reshape(pad.shape[0], -1).any(dim=1).cpu().numpy()
+            if bad.any():
+                rows = self.pad_rows[bad][:8].tolist()
+                self._violate(
+                    "padding",
+                    who,
+                    step,
+                    f"{int(bad.sum())} padding rows not exactly zero (rows {rows})",
+                )
+        changed = self._changed_untouched_slots(inputs.state)
+        if changed.size:
+            self._violate(
+                "untouched-slots",
+                who,
+                step,
+                f"{changed.size} slots that no live row "
+                f"names changed (slots {changed[:8].tolist()})",
+            )
+
+    def _changed_untouched_slots(self, state: torch.Tensor) -> np.ndarray:
+        ref, N = self.base.state, state.shape[0]
+        per_slot = max(1, state[0].numel())
+        step = max(1, 2**26 // per_slot)
+        changed = []
+        bits = {2: torch.int16, 4: torch.int32}[state.element_size()]
+        for lo in range(0, N, step):
+            a, b = state[lo : lo + step].view(bits), ref[lo : lo + step].view(bits)
+            diff = (a != b).reshape(a.shape[0], -1).any(dim=1).nonzero().flatten().cpu()
+            changed.extend((diff + lo).tolist())
+        return np.setdiff1d(np.asarray(changed, dtype=np.int64), self.live_slots)
+
+    def _check_determinism(self, p: _Participant, twin: inp_mod.CaseInputs, step: int) -> None:
+        twin.poison_out()
+        try:
+            p.impl.fn(*twin.args(), **twin.kwargs())
+            _sync(self.device)
+        except Exception as exc:
+            self._violate("determinism", p.impl.spec, step, f"second run raised {exc!r}")
+            return
+        for name in ("out", "state"):
+            x, y = getattr(p.inputs, name), getattr(twin, name)
+            if not torch.equal(x.view(-1).view(torch.uint8), y.view(-1).view(torch.uint8)) and (
+                not torch.equal(torch.nan_to_num(x), torch.nan_to_num(y))
+            ):
+                self._violate(
+                    "determinism",
+                    p.impl.spec,
+                    step,
+                    f"two runs on identical inputs gave different {name}",
+                )
+
+    def _check_values(self, alive: list[_Participant], acts, step: int) -> None:
+        shared = step == 0  # every participant starts from the same state
+        groups = [alive] if shared and alive else [[p] for p in alive]
+        for group in groups:
+            stats = {
+                p.role: (
+                    self._stats("out", f"{p.impl.spec} vs oracle", step, self.tol_out),
+                    self._stats("state", f"{p.impl.spec} vs oracle", step, self.tol_state),
+                )
+                for p in group
+            }
+            pair = None
+            if len(group) == 2:
+                name = f"{group[0].impl.spec} vs {group[1].impl.spec}"
+                pair = (
+                    self._stats("out", name, step, self.tol_out),
+                    self._stats("state", name, step, self.tol_state),
+                )
+            for chunk in self._row_chunks():
+                ref = self._oracle(acts, group[0].pre_state, chunk)
+                rows, slots = self.live_rows[chunk], self.live_slots[chunk]
+                bounds = (
+                    self.tol_out.bound(ref.out, ref.out_mag),
+                    self.tol_state.bound(ref.state, ref.state_mag),
+                )
+                tested = [self._tested(p, chunk) for p in group]
+                for p, (out, st) in zip(group, tested, strict=True):
+                    so, ss = stats[p.role]
+                    so.add(out, ref.out, bounds[0], rows, slots)
+                    ss.add(st, ref.state, bounds[1], rows, slots)
+                if pair is not None:
+                    pair[0].add(tested[0][0], tested[1][0], 2 * bounds[0], rows, slots)
+                    pair[1].add(tested[0][1], tested[1][1], 2 * bounds[1], rows, slots)
+            for p in group:
+                for s in stats[p.role]:
+                    if not s.ok:
+                        self._violate("values", p.impl.spec, step, s.summary())
+            if pair is not None:
+                for s in pair:
+                    if not s.ok:
+                        self._violate("values", s.pair, step, s.summary())
+
+    def _check_drift(self, alive: list[_Participant], acts, step: int) -> None:
+        qkv, a, b, A_log, dt_bias = acts
+        rows = self.live_rows
+        ref = decode_rows(
+            qkv[rows],
+            a[rows],
+            b[rows],
+            A_log,
+            dt_bias,
+            self.exact,
+            H=self.spec.H,
+            scale=self.spec.effective_scale,
+            use_qk_l2norm=self.spec.use_qk_l2norm,
+        )
+        self.exact = ref.state
+        drifts = {}
+        for p in alive:
+            out, st = self._tested(p, np.arange(rows.size))
+            d = DriftStats(
+                who=p.impl.spec,
+                step=step,
+                state_max_abs=float(np.max(np.abs(st - ref.state), initial=0.0)),
+                state_rel_rms=rel_rms(st, ref.state),
+                out_max_abs=float(np.max(np.abs(out - ref.out), initial=0.0)),
+                out_rel_rms=rel_rms(out, ref.out),
+            )
+            self.result.drift.append(d)
+            drifts[p.role] = d
+        if "impl" in drifts and "baseline" in drifts:
+            self._check_drift_budget(drifts["impl"], drifts["baseline"], ref, step)
+
+    def _check_drift_budget(self, d: DriftStats, base: DriftStats, ref, step: int) -> None:
+        checks = (
+            ("state", d.state_max_abs, base.state_max_abs, self.tol_state, ref.state),
+            ("out", d.out_max_abs, base.out_max_abs, self.tol_out, ref.out),
+        )
+        for name, got, theirs, tol, r in checks:
+            floor = EPS[tol.dtype] * float(np.max(np.abs(r), initial=0.0))
+            budget = tol.drift_factor * (theirs + floor)
+            if not got <= budget:
+                self._violate(
+                    "drift",
+                    d.who,
+                    step,
+                    f"{name} drift {got:.3g} from the exact "
+                    f"trajectory exceeds {tol.drift_factor:g} x (baseline drift "
+                    f"{theirs:.3g} + {floor:.3g})",
+                )
+
+
+def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, result) -> None:
+    """Error cases: every built-in wrapper must reject the overridden arguments."""
+    assert spec.expect is not None
+    for impl in parts:
+        inputs = inp_mod.apply_overrides(inp_mod.build_inputs(spec, device), dict(spec.overrides))
+        try:
+            impl.fn(*inputs.args(), **inputs.kwargs())
+        except Exception as exc:
+            if type(exc).__name__ != spec.expect.exception:
+                msg = f"raised {type(exc).__name__}, expected {spec.expect.exception}: {exc}"
+                result.violations.append(Violation("expect-error", impl.spec, None, msg))
+            elif not re.search(spec.expect.match, str(exc)):
+                result.violations.append(
+                    Violation(
+                        "expect-error",
+                        impl.spec,
+                        None,
+                        f"message {str(exc)!r} does not match {spec.expect.match!r}",
+                    )
+                )
+            continue
+        result.violations.append(
+            Violation(
+                "expect-error",
+                impl.spec,
+                None,
+                f"accepted the arguments; expected {spec.expect.exception} matching "
+                f"{spec.expect.match!r}",
+            )
+        )
+
+
+def _skip_reason(spec: CaseSpec, impl: Implementation, device: str) -> str | None:
+    reason = tier_runnable(spec.tier, device)
+    if reason is None and spec.expect is not None and not impl.builtin:
+        reason = f"error case: exercises the built-in wrappers' validation, not {impl.spec}'s"
+    return reason or impl.unsupported(spec)
+
+
+def run_case(
+    spec: CaseSpec,
+    impl: Implementation,
+    baseline: Implementation | None = None,
+    device: str | None = None,
+) -> CaseResult:
+    """Run one case and return its result; never raises for a failing kernel."""
+    device = device or default_device()
+    result = CaseResult(
+        case=spec, impl=impl.spec, baseline=baseline and baseline.spec, device=device
+    )
+    start = time.perf_counter()
+    reason = _skip_reason(spec, impl, device)
+    if reason:
+        result.status, result.reason = SKIPPED, reason
+        return result
+    try:
+        if spec.expect is not None:
+            parts = [impl] + ([baseline] if baseline is not None and baseline.builtin else [])
+            _expect_error(spec, parts, device, result)
+        else:
+            run = _CaseRun(spec, impl, baseline, device, result)
+            for step in range(spec.steps):
+                run.run_step(step)
+                if not any(p.alive for p in run.parts):
+                    break
+    except Exception as exc:
+        result.status = CRASHED
+        result.reason = f"harness error: {type(exc).__name__}: {exc}"
+        result.violations.append(Violation("crash", "harness", None, traceback.format_exc(limit=6)))
+    result.duration_s = time.perf_counter() - start
+    if result.status != CRASHED and result.violations:
+        crashed = any(v.check == "crash" for v in result.violations)
+        result.status = CRASHED if crashed else FAILED
+    return result
