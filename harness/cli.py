@@ -1,0 +1,156 @@
+"""The ``gdn-harness`` command (also ``python -m harness``).
+
+Exit codes: 0 nothing violated, 1 a case failed or crashed, 2 bad usage or
+bad case files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import cases as case_mod
+from harness.registry import ImplError, available_impls, load_implementation
+from harness.report import (
+    ResultLog,
+    console_failure,
+    console_line,
+    default_run_name,
+    write_summaries,
+)
+from harness.runner import default_device, run_case
+from harness.spec import TIERS, CaseSpec
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def runnable_tiers(device: str) -> set[str]:
+    """The tiers this machine can run: all of them on CUDA, the cpu tier elsewhere."""
+    return set(TIERS) if device.startswith("cuda") else {"cpu"}
+
+
+def load_selected(paths: Sequence[str], tiers: set[str] | None, keyword: str | None):
+    """Load PATHS (files, folders, or ``file.yaml::case`` ids) and select cases."""
+    loaded: list[CaseSpec] = []
+    for p in paths:
+        file, sep, name = p.partition("::")
+        specs = case_mod.load_paths([file])
+        if sep:
+            specs = [s for s in specs if s.name == name]
+            if not specs:
+                raise case_mod.CaseFileError(file, name, None, None, "no such case in the file")
+        loaded.extend(specs)
+    return case_mod.select(loaded, tiers=tiers, keyword=keyword)
+
+
+def _tiers(values: list[str] | None, device: str) -> set[str]:
+    if not values:
+        return runnable_tiers(device)
+    return set(TIERS) if "all" in values else set(values)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    device = args.device or default_device()
+    cases = load_selected(args.paths, _tiers(args.tier, device), args.keyword)
+    impl = load_implementation(args.impl)
+    baseline = None if args.baseline == "none" else load_implementation(args.baseline)
+    report_dir = Path(args.report_dir) / (args.run_name or default_run_name())
+    log = ResultLog(report_dir)
+    from harness.progress import Progress
+
+    progress = Progress(len(cases))
+    failed = 0
+    for spec in cases:
+        result = run_case(spec, impl, baseline, device)
+        log.append(result)
+        progress.clear()
+        print(console_line(result), flush=True)
+        if result.failed:
+            failed += 1
+            print(console_failure(result), flush=True)
+        progress.update(spec.id)
+    progress.clear()
+    meta = {"impl": impl.spec, "baseline": baseline and baseline.spec, "device": device}
+    summary = write_summaries(report_dir, meta)
+    c = summary["counts"]
+    print(
+        f"{c['passed']} passed, {c['failed'] + c['crashed']} failed, {c['skipped']} skipped "
+        f"(report: {report_dir})"
+    )
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    count = 0
+    for file in case_mod.iter_case_files(args.paths):
+        count += len(case_mod.load_file(file))
+    print(f"{count} cases OK")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    tiers = set(TIERS) if not args.tier else _tiers(args.tier, "cuda")
+    for spec in load_selected(args.paths, tiers, args.keyword):
+        print(
+            f"{spec.id}  [{spec.tier}] B={spec.B} H={spec.H} HV={spec.HV} K={spec.K} "
+            f"V={spec.V} {spec.act_dtype}/{spec.state_dtype} {spec.layout.state_layout}"
+            f" steps={spec.steps}"
+        )
+    return EXIT_OK
+
+
+def cmd_impls(args: argparse.Namespace) -> int:
+    for name in available_impls():
+        try:
+            load_implementation(name)
+            print(f"{name:12} available")
+        except ImplError as exc:
+            print(f"{name:12} unavailable: {exc}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gdn-harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run cases, write a report, exit 1 on any violation")
+    run.add_argument("paths", nargs="*", default=["cases"], help="files, folders or file::case")
+    run.add_argument("--impl", default="packed", help="implementation under test (SPEC)")
+    run.add_argument("--baseline", default="baseline", help="baseline SPEC, or 'none'")
+    run.add_argument("-k", dest="keyword", help="select cases by expression over their ids")
+    run.add_argument("--tier", action="append", choices=[*TIERS, "all"], help="repeatable")
+    run.add_argument("--report-dir", default="reports", help="parent folder of run reports")
+    run.add_argument("--run-name", help="report subfolder (default: run-<timestamp>)")
+    run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check case files against the schema")
+    val.add_argument("paths", nargs="+")
+    val.set_defaults(func=cmd_validate)
+
+    lst = sub.add_parser("list", help="list expanded cases with their ids")
+    lst.add_argument("paths", nargs="*", default=["cases"])
+    lst.add_argument("-k", dest="keyword")
+    lst.add_argument("--tier", action="append", choices=[*TIERS, "all"])
+    lst.set_defaults(func=cmd_list)
+
+    imp = sub.add_parser("impls", help="list implementations and whether they load")
+    imp.set_defaults(func=cmd_impls)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except case_mod.CaseFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except ImplError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
