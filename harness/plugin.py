@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"tier_{tier}: a gdn-harness case of tier {tier}")
     report_dir = config.getoption("--report-dir")
     if report_dir and not hasattr(config, "workerinput"):
         run = Path(report_dir) / default_run_name()
