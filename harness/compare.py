@@ -77,15 +77,18 @@ class ErrorStats:
         bad_inf = np.isinf(x) & ~np.isinf(ref)
         self.nan += int(bad_nan.sum())
         self.inf += int(bad_inf.sum())
-        err = np.abs(x - ref)
+        with np.errstate(invalid="ignore"):
+            err = np.where(x == ref, 0.0, np.abs(x - ref))
         err[bad_nan | bad_inf] = np.inf
         err[np.isnan(x) & np.isnan(ref)] = 0.0
+        err[np.isnan(err)] = np.inf  # a finite value where the reference is infinite
         ratio = err / bound
         self.over += int((ratio > 1.0).sum())
         finite = np.isfinite(err)
         self.err_sq += float(np.sum(np.where(finite, err, 0.0) ** 2))
         self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
-        rel = err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+        with np.errstate(invalid="ignore"):
+            rel = np.where(err == 0, 0.0, err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny))
         self._track("max_abs", err, rows, slots)
         self._track("max_rel", rel, rows, slots)
         if self._track("worst_ratio", ratio, rows, slots, loc_attr="worst_at"):
@@ -132,6 +135,8 @@ class ErrorStats:
         d["rms_ratio"] = _finite(self.rms_ratio)
         for key in ("max_abs", "max_rel", "worst_ratio"):
             d[key] = _finite(d[key])
+        if self.worst_value is not None:
+            d["worst_value"] = [_finite(v) for v in self.worst_value]
         d["ok"] = self.ok
         return d
 

@@ -60,7 +60,8 @@ def split_qkv(qkv: np.ndarray, H: int, HV: int, K: int, V: int):
 def gates(a: np.ndarray, b: np.ndarray, A_log: np.ndarray, dt_bias: np.ndarray):
     """Decay exponent g and write strength beta, both [R, HV]."""
     g = -np.exp(A_log)[None, :] * _softplus(a + dt_bias[None, :])
-    beta = 1.0 / (1.0 + np.exp(-b))
+    e = np.exp(-np.abs(b))  # never overflows
+    beta = np.where(b >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     return g, beta
 
 

@@ -1,0 +1,39 @@
+"""Plug-in implementations for tests/test_registry.py (resolved as ``fixtures_impls:NAME``)."""
+
+from __future__ import annotations
+
+from harness.oracle_impl import oracle_decode
+
+
+def decode_via_oracle(
+    mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, *, scale, **kw
+) -> None:
+    """A plug-in that delegates to the oracle wrapper."""
+    oracle_decode(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, scale=scale, **kw)
+
+
+def decode_zero(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw) -> None:
+    """A wrong plug-in: writes zeros and leaves the state alone."""
+    out.zero_()
+
+
+def _kv_only(case) -> str | None:
+    layout = getattr(getattr(case, "layout", None), "state_layout", None)
+    return None if layout == "kv" else f"state layout {layout!r} not supported"
+
+
+def decode_kv_only(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw) -> None:
+    """A plug-in that declares which cases it cannot express."""
+    decode_via_oracle(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw)
+
+
+decode_kv_only.unsupported = _kv_only  # type: ignore[attr-defined]
+
+
+class Namespace:
+    """Nested attribute paths (``module:Namespace.fn``) resolve too."""
+
+    fn = staticmethod(decode_zero)
+
+
+NOT_CALLABLE = 42
