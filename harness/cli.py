@@ -70,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.failed:
             failed += 1
             print(console_failure(result), flush=True)
+            if args.exitfirst:
+                break
         progress.update(spec.id)
     progress.clear()
     meta = {"impl": impl.spec, "baseline": baseline and baseline.spec, "device": device}
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default="reports", help="parent folder of run reports")
     run.add_argument("--run-name", help="report subfolder (default: run-<timestamp>)")
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check case files against the schema")
@@ -138,7 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("impls", help="list implementations and whether they load")
     imp.set_defaults(func=cmd_impls)
+    _register_optional(sub)
     return parser
+
+
+def _register_optional(sub) -> None:
+    """Subcommands that live in their own modules (fuzz, bench)."""
+    import importlib
+
+    for name in ("harness.fuzz", "harness.bench"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
