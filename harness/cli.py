@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from harness import cases as case_mod
+from harness.isolate import default_timeout
 from harness.registry import ImplError, available_impls, load_implementation
 from harness.report import (
     ResultLog,
@@ -20,6 +21,7 @@ from harness.report import (
     default_run_name,
     write_summaries,
 )
+from harness.result import CaseResult
 from harness.runner import default_device, run_case
 from harness.spec import TIERS, CaseSpec
 
@@ -62,8 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress = Progress(len(cases))
     failed = 0
-    for spec in cases:
-        result = run_case(spec, impl, baseline, device)
+    for result in _results(args, cases, impl, baseline, device):
+        spec = result.case
         log.append(result)
         progress.clear()
         print(console_line(result), flush=True)
@@ -82,6 +84,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"(report: {report_dir})"
     )
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
+    """Results in case order: in-process, or in a crash-isolated worker."""
+    isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
+    if not isolate:
+        return (run_case(spec, impl, baseline, device) for spec in cases)
+    from harness.isolate import run_isolated
+
+    base = baseline and baseline.spec
+    return run_isolated(cases, impl.spec, base, device, args.timeout)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -127,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-name", help="report subfolder (default: run-<timestamp>)")
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    run.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run cases in a worker process that may crash (default: on CUDA)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=default_timeout(),
+        help="per-case timeout in seconds with --isolate (default 600)",
+    )
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check case files against the schema")

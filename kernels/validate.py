@@ -144,6 +144,9 @@ def check_decode_args(
         V, K = state.shape[2], state.shape[3]
     else:
         K, V = state.shape[2], state.shape[3]
+    for name, size in (("K", K), ("V", V), ("HV", HV)):
+        if size == 0:
+            _fail("state", f"{name} must be positive, got shape {tuple(state.shape)}")
     B = mixed_qkv.shape[0]
     for name in ("a", "b", "state_indices", "out"):
         if tensors[name].shape[0] != B:

@@ -1,0 +1,110 @@
+"""Crash isolation: cases run in a worker process that may die.
+
+A kernel that makes an illegal memory access poisons its CUDA context for
+the rest of the process, and a hung kernel never returns. Cases therefore
+run one at a time in a spawned worker; when the worker dies or a case
+outlives its timeout, that case is recorded as a crash (with its rerun
+command), the worker is replaced, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterator
+
+from harness.result import CRASHED, CaseResult, Violation
+from harness.spec import CaseSpec
+
+
+def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str) -> None:
+    from harness.registry import load_implementation
+    from harness.runner import run_case
+
+    impl = load_implementation(impl_spec)
+    baseline = load_implementation(baseline_spec) if baseline_spec else None
+    while True:
+        spec = conn.recv()
+        if spec is None:
+            return
+        conn.send(run_case(spec, impl, baseline, device))
+
+
+class IsolatedRunner:
+    """Runs cases in a replaceable worker process with a per-case timeout."""
+
+    def __init__(self, impl: str, baseline: str | None, device: str, timeout_s: float):
+        self.args = (impl, baseline, device)
+        self.timeout_s = timeout_s
+        self.ctx = mp.get_context("spawn")
+        self.proc = None
+        self.conn = None
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe()
+        self.proc = self.ctx.Process(target=_worker, args=(child, *self.args), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.join(timeout=10)
+        self.proc = self.conn = None
+
+    def run(self, spec: CaseSpec) -> CaseResult:
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        start = time.perf_counter()
+        self.conn.send(spec)
+        why = None
+        if self.conn.poll(self.timeout_s):
+            try:
+                return self.conn.recv()
+            except EOFError:
+                why = "worker process died"
+        else:
+            why = f"timed out after {self.timeout_s:g} s"
+        if why == "worker process died" or not self.proc.is_alive():
+            self.proc.join(timeout=5)
+            code = self.proc.exitcode
+            why = f"worker process died (exit code {code})" if code is not None else why
+        self._kill()
+        return self._crash(spec, why, time.perf_counter() - start)
+
+    def _crash(self, spec: CaseSpec, why: str, elapsed: float) -> CaseResult:
+        impl, baseline, device = self.args
+        result = CaseResult(spec, impl, baseline, status=CRASHED, reason=why, device=device)
+        result.duration_s = elapsed
+        result.violations.append(
+            Violation("crash", impl, None, f"{why}; the case was isolated and the run went on")
+        )
+        return result
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.send(None)
+                self.proc.join(timeout=10)
+            except (BrokenPipeError, OSError):
+                pass
+        self._kill()
+
+
+def run_isolated(
+    cases: list[CaseSpec], impl: str, baseline: str | None, device: str, timeout_s: float
+) -> Iterator[CaseResult]:
+    """Yield one result per case, in order, surviving worker crashes."""
+    runner = IsolatedRunner(impl, baseline, device, timeout_s)
+    try:
+        for spec in cases:
+            yield runner.run(spec)
+    finally:
+        runner.close()
+
+
+def default_timeout() -> float:
+    return float(os.environ.get("GDN_CASE_TIMEOUT", "600"))

@@ -1,0 +1,198 @@
+"""The packed GDN single-token decode kernel (the kernel under test).
+
+Why one launch: the unfused path splits ``mixed_qkv`` into contiguous q/k/v
+tensors, runs a gating kernel for ``g`` and ``beta``, and only then runs the
+recurrent update, so every activation makes extra round trips through
+memory and there are three launches per layer. Decode is bound by reading
+and writing the recurrent state, so this kernel reads q, k and v straight
+out of the packed projection output (honouring its row stride), computes the
+gates in registers, and touches each state element exactly once for the read
+and once for the write.
+
+The math is DESIGN.md's, in fp32 throughout; the only roundings are the final
+stores to ``out`` and to the state pool.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.validate import check_decode_args
+
+# State tile (in elements) one vk program holds in registers by default; kv uses twice it.
+_TILE_ELEMS = 4096
+_TUNING_KEYS = ("BV", "num_warps")
+
+
+# Grid: (B * HV, cdiv(V, BV)).
+#   axis 0 -> pid_bh = n * HV + hv (batch row n, value head hv); axis 0 allows 2**31 - 1
+#             programs, so B * HV > 65535 is fine (axes 1 and 2 stop at 65535).
+#   axis 1 -> pid_v, the tile of BV value columns [pid_v * BV, pid_v * BV + BV).
+# Each program owns one (row n, value head hv, V tile) and the FULL key dim K:
+#   q, k: [BK] from mixed_qkv row n, key head h = hv // (HV // H), loaded once;
+#   v:    [BV] slice of value head hv;
+#   state tile, read once and written once:
+#     vk layout (state [N, HV, V, K]): [BV, BK] block, contiguous along K (wide loads);
+#     kv layout (state [N, HV, K, V]): [BK, BV] block, contiguous along V.
+#   Both reductions (S^T k and S^T q) run over K inside the program, so no
+#   cross-program communication is needed.
+# Masks: k_mask (offs_k < K) covers the K tail (BK = next_power_of_2(K));
+#   v_mask (offs_v < V) covers the V tail; sv_mask is v_mask for a live row
+#   (slot >= 0) and empty for a padding row. sv_mask gates every state load and
+#   store, so a padding row never touches any slot (its offset is also computed
+#   from slot 0, never from -1), and its output row is stored as exact zeros.
+# Offsets: the row offsets n * stride and the slot offset slot * stride_s0 are
+#   int64 (pools over 2**31 elements exist).
+@triton.jit
+def _packed_decode_kernel(
+    qkv_ptr,
+    a_ptr,
+    b_ptr,
+    A_log_ptr,
+    dt_bias_ptr,
+    state_ptr,
+    idx_ptr,
+    out_ptr,
+    stride_qkv,
+    stride_a,
+    stride_b,
+    stride_s0,
+    scale,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
+    STATE_VK: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    n = pid_bh // HV
+    hv = pid_bh % HV
+    h = hv // (HV // H)
+    n64 = n.to(tl.int64)
+
+    offs_k = tl.arange(0, BK)
+    offs_v = pid_v * BV + tl.arange(0, BV)
+    k_mask = offs_k < K
+    v_mask = offs_v < V
+
+    slot = tl.load(idx_ptr + n).to(tl.int64)
+    live = slot >= 0
+    slot = tl.maximum(slot, 0)
+    # State mask along V: empty for a padding row (written as a bound rather than
+    # `v_mask & live`, which the Triton interpreter rejects for a scalar `live`).
+    sv_mask = offs_v < tl.where(live, V, 0)
+
+    # q, k, v straight from the packed row (fp32 in registers).
+    row = qkv_ptr + n64 * stride_qkv
+    q = tl.load(row + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+    k = tl.load(row + H * K + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+    v = tl.load(row + 2 * H * K + hv * V + offs_v, mask=v_mask, other=0.0).to(tl.float32)
+    if USE_L2NORM:
+        q = q / tl.sqrt(tl.sum(q * q, axis=0) + 1e-6)
+        k = k / tl.sqrt(tl.sum(k * k, axis=0) + 1e-6)
+    q = q * scale
+
+    # Gates in fp32: g = -exp(A_log) * softplus(a + dt_bias), beta = sigmoid(b).
+    x = tl.load(a_ptr + n64 * stride_a + hv).to(tl.float32)
+    x = x + tl.load(dt_bias_ptr + hv).to(tl.float32)
+    softplus = tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    g = -tl.exp(tl.load(A_log_ptr + hv).to(tl.float32)) * softplus
+    decay = tl.exp(g)
+    bb = tl.load(b_ptr + n64 * stride_b + hv).to(tl.float32)
+    e = tl.exp(-tl.abs(bb))  # in (0, 1]: never overflows
+    beta = tl.where(bb >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    s_base = state_ptr + slot * stride_s0 + hv.to(tl.int64) * (K * V)
+    if STATE_VK:
+        # Tile [BV, BK]: element (v, k) at v * K + k.
+        s_ptrs = s_base + offs_v[:, None] * K + offs_k[None, :]
+        s_mask = sv_mask[:, None] & k_mask[None, :]
+        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
+        S = S * decay
+        u = (v - tl.sum(S * k[None, :], axis=1)) * beta
+        S = S + u[:, None] * k[None, :]
+        o = tl.sum(S * q[None, :], axis=1)
+    else:
+        # Tile [BK, BV]: element (k, v) at k * V + v.
+        s_ptrs = s_base + offs_k[:, None] * V + offs_v[None, :]
+        s_mask = k_mask[:, None] & sv_mask[None, :]
+        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
+        S = S * decay
+        u = (v - tl.sum(S * k[:, None], axis=0)) * beta
+        S = S + k[:, None] * u[None, :]
+        o = tl.sum(S * q[:, None], axis=0)
+    tl.store(s_ptrs, S.to(state_ptr.dtype.element_ty), mask=s_mask)
+
+    o = tl.where(live, o, 0.0)
+    out_ptrs = out_ptr + pid_bh.to(tl.int64) * V + offs_v
+    tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=v_mask)
+
+
+def default_tuning(K: int, V: int, state_layout: str = "vk") -> dict[str, int]:
+    """Default launch parameters, picked from a first sweep on an H100 (Triton 3.6).
+
+    B in {256, 1024}, H/HV = 16/32, K = V = 128, bf16 activations, fp32 state:
+    vk was best at BV=32, num_warps=8 (~3.1 TB/s); kv at BV=64, num_warps=4
+    (~3.2 TB/s; its rows are contiguous along V, so a wider V tile means wider
+    loads). Other shapes keep the same tile size in elements. Not tuned further yet.
+    """
+    BK = triton.next_power_of_2(K)
+    if state_layout == "kv":
+        BV = min(triton.next_power_of_2(V), max(32, 2 * _TILE_ELEMS // BK))
+        return {"BV": BV, "num_warps": 4}
+    BV = min(triton.next_power_of_2(V), max(16, _TILE_ELEMS // BK))
+    return {"BV": BV, "num_warps": 8 if BV * BK >= _TILE_ELEMS else 4}
+
+
+def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int, int]:
+    """The launch grid: ``B * HV`` on axis 0 (up to 2**31 - 1), V tiles on axis 1."""
+    return (B * HV, triton.cdiv(V, BV))
+
+
+def packed_decode(
+    mixed_qkv: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    A_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+    state: torch.Tensor,
+    state_indices: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    scale: float,
+    use_qk_l2norm: bool = True,
+    state_layout: str = "vk",
+    **tuning: int,
+) -> None:
+    """One GDN decode step in a single launch: write ``out``, update ``state`` in place.
+
+    Follows the implementation contract of DESIGN.md. Optional tuning keyword
+    arguments: ``BV`` (power of two, the value-tile width) and ``num_warps``.
+    """
+    dims = check_decode_args(
+        mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
+    )
+    unknown = set(tuning) - set(_TUNING_KEYS)
+    if unknown:
+        raise TypeError(f"packed_decode: unknown tuning arguments {sorted(unknown)}")
+    params = {**default_tuning(dims.K, dims.V, state_layout), **tuning}
+    BV = int(params["BV"])
+    if BV < 1 or BV & (BV - 1):
+        raise ValueError(f"BV: must be a power of two, got {BV}")
+    if dims.B == 0 or dims.HV == 0 or dims.V == 0:
+        return
+    _packed_decode_kernel[launch_grid(dims.B, dims.HV, dims.V, BV)](
+        mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out,
+        mixed_qkv.stride(0), a.stride(0), b.stride(0), state.stride(0),
+        float(scale),
+        H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
+        BK=triton.next_power_of_2(dims.K), BV=BV,
+        USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
+        num_warps=int(params["num_warps"]),
+    )  # fmt: skip

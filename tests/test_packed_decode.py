@@ -1,0 +1,381 @@
+"""Tests of the packed decode kernel against the float64 oracle (CPU, Triton interpreter).
+
+Every test builds inputs in the dtypes under test, hands the oracle float64
+copies of the *stored* values, runs the kernel in place, and compares. Shapes
+are small because the interpreter runs each program in Python.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import torch
+
+import kernels  # noqa: F401  (sets TRITON_INTERPRET before the kernel modules load)
+from kernels.packed_decode import packed_decode
+from reference import oracle
+
+# `kernels.packed_decode` the attribute is the function (re-exported by the
+# package); the module itself comes from the import system.
+packed_module = importlib.import_module("kernels.packed_decode")
+
+F16, BF16, F32 = torch.float16, torch.bfloat16, torch.float32
+# Bound on max|kernel - oracle|, relative to max|oracle|, by the dtype of the stored result.
+REL_TOL = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
+
+
+@dataclass
+class Inputs:
+    mixed_qkv: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    A_log: torch.Tensor
+    dt_bias: torch.Tensor
+    state: torch.Tensor
+    state_indices: torch.Tensor
+    out: torch.Tensor
+    H: int
+    K: int
+    layout: str
+
+    def args(self) -> tuple[torch.Tensor, ...]:
+        return (
+            self.mixed_qkv, self.a, self.b, self.A_log, self.dt_bias,
+            self.state, self.state_indices, self.out,
+        )  # fmt: skip
+
+
+def make_inputs(
+    *,
+    B: int = 3,
+    H: int = 2,
+    HV: int = 4,
+    K: int = 32,
+    V: int = 32,
+    N: int | None = None,
+    slots: list[int] | None = None,
+    layout: str = "vk",
+    act: torch.dtype = F32,
+    state_dtype: torch.dtype = F32,
+    gate_dtype: torch.dtype = F32,
+    idx_dtype: torch.dtype = torch.int32,
+    qkv_pad: int = 0,
+    ab_packed: bool = False,
+    slot_pad: int = 0,
+    seed: int = 0,
+) -> Inputs:
+    """Deterministic inputs; the padded variants are views into wider buffers."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    W = 2 * H * K + HV * V
+    if slots is None:
+        slots = list(range(B))
+    N = N if N is not None else max(max(slots) + 1, 1)
+    wide = randn(B, W + 2 * qkv_pad).to(act)
+    mixed_qkv = wide[:, qkv_pad : qkv_pad + W]
+    if ab_packed:
+        ab = randn(B, 2 * HV).to(act)
+        a, b = ab[:, :HV], ab[:, HV:]
+    else:
+        a, b = randn(B, HV).to(act), randn(B, HV).to(act)
+    A_log = (torch.rand(HV, generator=gen) * 2 - 1).to(gate_dtype)
+    dt_bias = randn(HV).to(gate_dtype)
+    slot_elems = HV * K * V
+    pool = (0.5 * randn(N, slot_elems + slot_pad)).to(state_dtype)
+    inner = (HV, V, K) if layout == "vk" else (HV, K, V)
+    state = pool[:, :slot_elems].unflatten(1, inner)
+    idx = torch.tensor(slots, dtype=idx_dtype)
+    out = torch.full((B, HV, V), float("nan"), dtype=act)
+    return Inputs(mixed_qkv, a, b, A_log, dt_bias, state, idx, out, H=H, K=K, layout=layout)
+
+
+def np64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy().copy()
+
+
+def oracle_step(inp: Inputs, *, scale: float, use_qk_l2norm: bool = True, qkv=None):
+    """Oracle (out, state) in float64 from the stored values; ``inp`` is not touched."""
+    state = np64(inp.state)
+    out = np.full(tuple(inp.out.shape), np.nan)
+    oracle.decode_step(
+        np64(inp.mixed_qkv) if qkv is None else qkv, np64(inp.a), np64(inp.b),
+        np64(inp.A_log), np64(inp.dt_bias), state, inp.state_indices.numpy(), out,
+        scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.layout,
+    )  # fmt: skip
+    return out, state
+
+
+def run_kernel(inp: Inputs, *, scale: float, use_qk_l2norm: bool = True, **tuning) -> None:
+    packed_decode(
+        *inp.args(), scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.layout, **tuning
+    )
+
+
+def max_err(got: torch.Tensor, ref: np.ndarray) -> float:
+    return float(np.abs(np64(got) - ref).max()) if ref.size else 0.0
+
+
+def assert_close(got: torch.Tensor, ref: np.ndarray, what: str) -> None:
+    g = np64(got)
+    assert np.isfinite(g).all(), f"{what}: non-finite values"
+    bound = REL_TOL[got.dtype] * max(float(np.abs(ref).max()), 1e-30)
+    err = max_err(got, ref)
+    assert err <= bound, f"{what}: max abs err {err:.3e} > {bound:.3e} ({got.dtype})"
+
+
+def check(inp: Inputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning):
+    """Run oracle and kernel on the same inputs, compare live rows and named slots."""
+    scale = inp.K**-0.5 if scale is None else scale
+    ref_out, ref_state = oracle_step(inp, scale=scale, use_qk_l2norm=use_qk_l2norm)
+    run_kernel(inp, scale=scale, use_qk_l2norm=use_qk_l2norm, **tuning)
+    assert_close(inp.out, ref_out, "out")
+    assert_close(inp.state, ref_state, "state")
+    return ref_out, ref_state
+
+
+# ---------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize("layout", ["vk", "kv"])
+def test_square_heads_both_layouts(layout):
+    # K == V: a transposed state read has the right shape; only values reveal it.
+    check(make_inputs(K=32, V=32, layout=layout, slots=[1, 0, 2]))
+
+
+@pytest.mark.parametrize(
+    ("K", "V", "layout", "BV"),
+    [(48, 100, "vk", None), (16, 96, "kv", 64)],
+)
+def test_head_dim_tails(K, V, layout, BV):
+    tuning = {} if BV is None else {"BV": BV}
+    check(make_inputs(B=2, H=1, HV=2, K=K, V=V, layout=layout), **tuning)
+
+
+def test_v_tiles_with_tail_vk():
+    # Several V tiles, the last one partial, on the vk layout.
+    check(make_inputs(B=2, H=1, HV=2, K=16, V=40, layout="vk"), BV=16)
+
+
+def _wrong_mapping_qkv(inp: Inputs) -> np.ndarray:
+    """Packed rows whose value head hv reads key head hv % H (one key head per value head)."""
+    qkv = np64(inp.mixed_qkv)
+    H, K = inp.H, inp.K
+    HV = inp.state.shape[1]
+    B = qkv.shape[0]
+    q = qkv[:, : H * K].reshape(B, H, K)
+    k = qkv[:, H * K : 2 * H * K].reshape(B, H, K)
+    heads = [hv % H for hv in range(HV)]
+    return np.concatenate(
+        [q[:, heads].reshape(B, -1), k[:, heads].reshape(B, -1), qkv[:, 2 * H * K :]], axis=1
+    )
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 3])
+def test_gqa_head_mapping(ratio):
+    inp = make_inputs(B=2, H=2, HV=2 * ratio, K=16, V=16, layout="kv")
+    scale = inp.K**-0.5
+    wrong_out, _ = oracle_step(inp, scale=scale, qkv=_wrong_mapping_qkv(inp))
+    ref_out, _ = check(inp)
+    if ratio > 1:
+        # The test discriminates: an hv % H mapping would miss the tolerance by far.
+        assert max_err(inp.out, wrong_out) > 100 * REL_TOL[F32] * np.abs(ref_out).max()
+
+
+@pytest.mark.parametrize(
+    ("act", "state_dtype", "gate_dtype", "idx_dtype", "layout"),
+    [
+        (F16, F32, F32, torch.int64, "vk"),
+        (BF16, F32, BF16, torch.int32, "kv"),
+        (F32, BF16, F32, torch.int64, "kv"),
+        (F32, F16, F32, torch.int32, "vk"),
+        (BF16, BF16, BF16, torch.int64, "vk"),
+        (F16, F16, F16, torch.int32, "kv"),
+    ],
+)
+def test_dtypes(act, state_dtype, gate_dtype, idx_dtype, layout):
+    inp = make_inputs(
+        act=act, state_dtype=state_dtype, gate_dtype=gate_dtype, idx_dtype=idx_dtype,
+        layout=layout, slots=[2, 0, 1], K=16, V=32,
+    )  # fmt: skip
+    check(inp)
+
+
+@pytest.mark.parametrize(("layout", "idx_dtype"), [("vk", torch.int64), ("kv", torch.int32)])
+def test_padding_rows_and_untouched_slots(layout, idx_dtype):
+    # Slot 0 is live, slot N-1 is named by nobody (slot -1 must not wrap to it).
+    slots = [-1, 0, 3, -1, 2]
+    N = 6
+    inp = make_inputs(B=5, N=N, slots=slots, layout=layout, idx_dtype=idx_dtype, K=16, V=16)
+    before = inp.state.clone()
+    check(inp)
+    pad = torch.tensor(slots) < 0
+    assert torch.equal(inp.out[pad], torch.zeros_like(inp.out[pad])), "padding rows not zero"
+    assert not torch.signbit(inp.out[pad]).any(), "padding rows hold -0.0"
+    for s in range(N):
+        if s not in slots:
+            assert torch.equal(inp.state[s], before[s]), f"unnamed slot {s} changed"
+
+
+def test_all_rows_padding():
+    inp = make_inputs(B=2, N=3, slots=[-1, -1], K=16, V=16)
+    before = inp.state.clone()
+    run_kernel(inp, scale=0.25)
+    assert torch.equal(inp.out, torch.zeros_like(inp.out))
+    assert torch.equal(inp.state, before)
+
+
+@pytest.mark.parametrize("layout", ["vk", "kv"])
+def test_strided_views_and_page_padded_pool(layout):
+    # mixed_qkv is a column slice of a wider buffer, a/b are views of one [B, 2*HV]
+    # buffer, the pool has padding between slots, slots are permuted in a pool
+    # larger than the batch.
+    inp = make_inputs(
+        B=4, N=7, slots=[5, 0, 3, 6], layout=layout, qkv_pad=8, ab_packed=True,
+        slot_pad=24, K=16, V=24, seed=3,
+    )  # fmt: skip
+    assert inp.mixed_qkv.stride(0) > inp.mixed_qkv.shape[1]
+    assert inp.a.stride(0) == 2 * inp.a.shape[1]
+    assert inp.state.stride(0) > inp.state[0].numel()
+    pool = inp.state.as_strided((7, inp.state.stride(0)), (inp.state.stride(0), 1))
+    gap_before = pool[:, inp.state[0].numel() :].clone()
+    untouched = [1, 2, 4]
+    before = inp.state[untouched].clone()
+    check(inp)
+    assert torch.equal(pool[:, inp.state[0].numel() :], gap_before), "page padding written"
+    assert torch.equal(inp.state[untouched], before), "unnamed slots changed"
+
+
+def test_no_l2norm_custom_scale():
+    inp = make_inputs(K=16, V=16, layout="kv", seed=5)
+    with torch.no_grad():
+        inp.mixed_qkv.mul_(0.3)  # keep the un-normalised update in a sane range
+    check(inp, scale=0.37, use_qk_l2norm=False)
+
+
+def test_scale_applied_after_norm():
+    # With the norm on, scale applied before it would be normalised away.
+    inp = make_inputs(K=16, V=16, seed=6)
+    unscaled_out, _ = oracle_step(inp, scale=1.0)
+    ref_out, _ = check(inp, scale=3.0)
+    assert max_err(inp.out, unscaled_out) > 0.1 * np.abs(ref_out).max()
+
+
+def test_tiny_norm_qk_epsilon(monkeypatch):
+    # |q|, |k| ~ 1e-4: the eps inside the sqrt dominates the normalisation.
+    inp = make_inputs(K=16, V=16, layout="vk", seed=7)
+    H, K = inp.H, inp.K
+    with torch.no_grad():
+        qk = inp.mixed_qkv[:, : 2 * H * K].unflatten(1, (2 * H, K))
+        qk.mul_(1e-4 / qk.norm(dim=-1, keepdim=True))
+    scale = K**-0.5
+    monkeypatch.setattr(oracle, "L2_EPS", 0.0)
+    no_eps_out, _ = oracle_step(inp, scale=scale)
+    monkeypatch.undo()
+    ref_out, _ = check(inp, scale=scale)
+    assert max_err(inp.out, no_eps_out) > 100 * REL_TOL[F32] * np.abs(ref_out).max()
+
+
+def test_extreme_gates():
+    # a + dt_bias far above the softplus threshold (exp would overflow fp32), far
+    # below it, and b saturating the sigmoid both ways: everything stays finite.
+    inp = make_inputs(B=4, H=1, HV=2, K=16, V=16, seed=8)
+    with torch.no_grad():
+        inp.a.copy_(torch.tensor([[150.0, 20.5], [19.5, -150.0], [-30.0, 0.0], [90.0, 5.0]]))
+        inp.b.copy_(torch.tensor([[-120.0, 120.0], [0.0, -30.0], [60.0, 1.0], [-1.0, 2.0]]))
+        inp.dt_bias.zero_()
+        inp.A_log.copy_(torch.tensor([-3.0, -4.0]))
+    check(inp)
+
+
+def test_empty_batch():
+    inp = make_inputs(B=1, K=16, V=16)
+    empty = replace(
+        inp, mixed_qkv=inp.mixed_qkv[:0], a=inp.a[:0], b=inp.b[:0],
+        state_indices=inp.state_indices[:0], out=inp.out[:0],
+    )  # fmt: skip
+    before = inp.state.clone()
+    run_kernel(empty, scale=0.25)
+    assert torch.equal(inp.state, before)
+
+
+def test_grid_puts_rows_times_heads_on_axis0():
+    # B * HV > 65535 must land on axis 0 (limit 2**31 - 1), not on axes 1/2 (65535).
+    grid = packed_module.launch_grid(1024, 96, 128, 32)
+    assert grid == (1024 * 96, 4)
+    for layout in ("vk", "kv"):
+        bv = packed_module.default_tuning(128, 128, layout)["BV"]
+        assert bv <= 128 and bv & (bv - 1) == 0
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _valid() -> Inputs:
+    return make_inputs(B=2, H=2, HV=4, K=16, V=16, N=3)
+
+
+def _overlap_state(inp: Inputs) -> torch.Tensor:
+    return inp.state.view(-1)[: inp.out.numel()].view(inp.out.shape)
+
+
+def _overlap_qkv(inp: Inputs) -> torch.Tensor:
+    return inp.mixed_qkv.reshape(-1)[: inp.out.numel()].view(inp.out.shape)
+
+
+VALIDATION_CASES = [
+    ("mixed_qkv", "wrong_ndim", lambda i: {"mixed_qkv": i.mixed_qkv[None]}),
+    (
+        "mixed_qkv",
+        "last_dim_not_dense",
+        lambda i: {"mixed_qkv": torch.repeat_interleave(i.mixed_qkv, 2, dim=1)[:, ::2]},
+    ),
+    ("A_log", "not_dense", lambda i: {"A_log": torch.repeat_interleave(i.A_log, 2)[::2]}),
+    ("a", "batch_mismatch", lambda i: {"a": i.a[:1]}),
+    # H = 2 key heads (2*2*16 = 64 columns) but HV = 3 value heads.
+    (
+        "mixed_qkv",
+        "hv_not_multiple_of_h",
+        lambda i: {
+            "mixed_qkv": torch.zeros(2, 64 + 3 * 16),
+            "a": torch.zeros(2, 3),
+            "b": torch.zeros(2, 3),
+            "A_log": torch.zeros(3),
+            "dt_bias": torch.zeros(3),
+            "state": torch.zeros(3, 3, 16, 16),
+            "out": torch.zeros(2, 3, 16),
+        },
+    ),
+    ("out", "wrong_shape", lambda i: {"out": torch.zeros(2, 4, 17)}),
+    ("out", "wrong_dtype", lambda i: {"out": torch.zeros(2, 4, 16, dtype=F16)}),
+    ("out", "overlaps_state", lambda i: {"out": _overlap_state(i)}),
+    ("out", "overlaps_mixed_qkv", lambda i: {"out": _overlap_qkv(i)}),
+    ("state_indices", "bad_dtype", lambda i: {"state_indices": i.state_indices.to(torch.int16)}),
+    ("state_layout", "unknown", lambda i: {"layout": "vkv"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate"),
+    [pytest.param(n, m, id=f"{n}-{w}") for n, w, m in VALIDATION_CASES],
+)
+def test_validation_error_names_argument(name, mutate):
+    inp = _valid()
+    inp = replace(inp, **mutate(inp))
+    before = inp.state.clone()
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        run_kernel(inp, scale=0.25)
+    assert torch.equal(inp.state, before)
+
+
+def test_bad_tuning_arguments():
+    inp = _valid()
+    with pytest.raises(ValueError, match=r"^BV: "):
+        run_kernel(inp, scale=0.25, BV=24)
+    with pytest.raises(TypeError, match="unknown tuning"):
+        run_kernel(inp, scale=0.25, block_k=64)
