@@ -76,7 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
         progress.update(spec.id)
     progress.clear()
-    meta = {"impl": impl.spec, "baseline": baseline and baseline.spec, "device": device}
+    meta = {
+        "impl": impl.spec,
+        "baseline": baseline and baseline.spec,
+        "device": device,
+        "cuda_graph": args.cuda_graph,
+    }
     summary = write_summaries(report_dir, meta)
     c = summary["counts"]
     print(
@@ -90,11 +95,11 @@ def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
     """Results in case order: in-process, or in a crash-isolated worker."""
     isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
     if not isolate:
-        return (run_case(spec, impl, baseline, device) for spec in cases)
+        return (run_case(spec, impl, baseline, device, args.cuda_graph) for spec in cases)
     from harness.isolate import run_isolated
 
     base = baseline and baseline.spec
-    return run_isolated(cases, impl.spec, base, device, args.timeout)
+    return run_isolated(cases, impl.spec, base, device, args.timeout, args.cuda_graph)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -139,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default="reports", help="parent folder of run reports")
     run.add_argument("--run-name", help="report subfolder (default: run-<timestamp>)")
     run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    run.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="capture each implementation once, replay with new inputs and padding",
+    )
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.add_argument(
         "--isolate",

@@ -18,7 +18,7 @@ from harness.result import CRASHED, CaseResult, Violation
 from harness.spec import CaseSpec
 
 
-def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str) -> None:
+def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str, graph: bool) -> None:
     from harness.registry import load_implementation
     from harness.runner import run_case
 
@@ -28,14 +28,16 @@ def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str) -> Non
         spec = conn.recv()
         if spec is None:
             return
-        conn.send(run_case(spec, impl, baseline, device))
+        conn.send(run_case(spec, impl, baseline, device, graph))
 
 
 class IsolatedRunner:
     """Runs cases in a replaceable worker process with a per-case timeout."""
 
-    def __init__(self, impl: str, baseline: str | None, device: str, timeout_s: float):
-        self.args = (impl, baseline, device)
+    def __init__(
+        self, impl: str, baseline: str | None, device: str, timeout_s: float, graph: bool = False
+    ):
+        self.args = (impl, baseline, device, graph)
         self.timeout_s = timeout_s
         self.ctx = mp.get_context("spawn")
         self.proc = None
@@ -76,7 +78,7 @@ class IsolatedRunner:
         return self._crash(spec, why, time.perf_counter() - start)
 
     def _crash(self, spec: CaseSpec, why: str, elapsed: float) -> CaseResult:
-        impl, baseline, device = self.args
+        impl, baseline, device, _ = self.args
         result = CaseResult(spec, impl, baseline, status=CRASHED, reason=why, device=device)
         result.duration_s = elapsed
         result.violations.append(
@@ -95,10 +97,15 @@ class IsolatedRunner:
 
 
 def run_isolated(
-    cases: list[CaseSpec], impl: str, baseline: str | None, device: str, timeout_s: float
+    cases: list[CaseSpec],
+    impl: str,
+    baseline: str | None,
+    device: str,
+    timeout_s: float,
+    graph: bool = False,
 ) -> Iterator[CaseResult]:
     """Yield one result per case, in order, surviving worker crashes."""
-    runner = IsolatedRunner(impl, baseline, device, timeout_s)
+    runner = IsolatedRunner(impl, baseline, device, timeout_s, graph)
     try:
         for spec in cases:
             yield runner.run(spec)

@@ -10,11 +10,12 @@ from it, checked against the baseline's own drift.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from reference.oracle import RowsResult, decode_rows
 
 CHUNK_BYTES = 512 * 2**20
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
+GRAPH_REPLAYS = 5  # CUDA-graph mode: replays per case, each with a new padding pattern
+GRAPH_PATTERNS = ("none", "alternate", "all", "random", "first", "last")
 
 
 def default_device() -> str:
@@ -58,28 +61,52 @@ class _Participant:
     inputs: inp_mod.CaseInputs
     alive: bool = True
     pre_state: torch.Tensor | None = None  # named slots before this step's call
-    drift_state: list[float] = field(default_factory=list)
+    pool_before: torch.Tensor | None = None  # the whole pool before this step's call
+    graph: torch.cuda.CUDAGraph | None = None  # captured once in CUDA-graph mode
 
 
 class _CaseRun:
     """The state of one running case; each method does one check."""
 
-    def __init__(self, spec: CaseSpec, impl, baseline, device: str, result: CaseResult):
-        self.spec, self.device, self.result = spec, device, result
+    def __init__(self, spec: CaseSpec, impl, baseline, device: str, result, graph: bool):
+        self.spec, self.device, self.result, self.graph = spec, device, result, graph
         self.tol_out = resolve(spec.tol_out, spec.act_dtype, spec.K)
         self.tol_state = resolve(spec.tol_state, spec.state_dtype, spec.K)
         self.base = inp_mod.build_inputs(spec, device)
-        idx = np.asarray(inp_mod.slot_indices(spec), dtype=np.int64)
+        self._use_indices(inp_mod.slot_indices(spec))
+        roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
+        self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
+        self.steps = max(spec.steps, GRAPH_REPLAYS) if graph else spec.steps
+        self.exact: np.ndarray | None = None
+        state_bytes = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V * 8
+        if self.steps > 1 and state_bytes <= DRIFT_MAX_BYTES and not graph:
+            self.exact = self._canonical(self.base.state[self.live_slots_t])
+
+    def _use_indices(self, indices: list[int]) -> None:
+        idx = np.asarray(indices, dtype=np.int64)
         self.live_rows = np.flatnonzero(idx >= 0)
         self.live_slots = idx[self.live_rows]
         self.pad_rows = np.flatnonzero(idx < 0)
-        self.live_slots_t = torch.as_tensor(self.live_slots, device=device)
-        roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
-        self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
-        self.exact: np.ndarray | None = None
-        state_bytes = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V * 8
-        if spec.steps > 1 and state_bytes <= DRIFT_MAX_BYTES:
-            self.exact = self._canonical(self.base.state[self.live_slots_t])
+        self.live_slots_t = torch.as_tensor(self.live_slots, device=self.device)
+        self.indices = idx
+
+    def _replay_pattern(self, step: int) -> None:
+        """CUDA-graph mode: a new padding pattern, written into the captured index buffer."""
+        spec = self.spec
+        pattern = GRAPH_PATTERNS[(step - 1) % len(GRAPH_PATTERNS)]
+        slots = dataclasses.replace(
+            spec.slots,
+            indices=None,
+            padding=pattern,
+            order="permutation",
+            pad_seed=step,
+            slot0_live=False,
+        )
+        varied = dataclasses.replace(spec, slots=slots, seed=spec.seed + step)
+        self._use_indices(inp_mod.slot_indices(varied))
+        new = torch.as_tensor(self.indices, device=self.device)
+        for inputs in [self.base] + [p.inputs for p in self.parts]:
+            inputs.state_indices.copy_(new.to(inputs.state_indices.dtype))
 
     # --- helpers ---------------------------------------------------------------
     def _canonical(self, slots: torch.Tensor) -> np.ndarray:
@@ -89,9 +116,22 @@ class _CaseRun:
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
 
+    def _invoke(self, part: _Participant, inputs: inp_mod.CaseInputs) -> None:
+        if not self.graph:
+            part.impl.fn(*inputs.args(), **inputs.kwargs())
+            return
+        if part.graph is None:
+            warm = inputs.clone()  # compile outside capture, on buffers of the same layout
+            part.impl.fn(*warm.args(), **warm.kwargs())
+            torch.cuda.synchronize()
+            part.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(part.graph):
+                part.impl.fn(*inputs.args(), **inputs.kwargs())
+        part.graph.replay()
+
     def _call(self, part: _Participant, inputs: inp_mod.CaseInputs, step: int) -> bool:
         try:
-            part.impl.fn(*inputs.args(), **inputs.kwargs())
+            self._invoke(part, inputs)
             _sync(self.device)
         except Exception as exc:
             part.alive = False
@@ -143,10 +183,13 @@ class _CaseRun:
             self.base.load_step(self.spec, step)
             for p in self.parts:
                 p.inputs.load_step(self.spec, step)
+            if self.graph:
+                self._replay_pattern(step)
         acts = self._activations()
         alive = [p for p in self.parts if p.alive]
         for p in alive:
             p.pre_state = p.inputs.state[self.live_slots_t].clone()
+            p.pool_before = p.inputs.state.clone()
             twin = p.inputs.clone() if step == 0 else None
             p.inputs.poison_out()
             snap = p.inputs.snapshot()
@@ -177,7 +220,8 @@ class _CaseRun:
                     step,
                     f"{int(bad.sum())} padding rows not exactly zero (rows {rows})",
                 )
-        changed = self._changed_untouched_slots(inputs.state)
+        changed = self._changed_untouched_slots(inputs.state, p.pool_before)
+        p.pool_before = None
         if changed.size:
             self._violate(
                 "untouched-slots",
@@ -187,8 +231,8 @@ class _CaseRun:
                 f"names changed (slots {changed[:8].tolist()})",
             )
 
-    def _changed_untouched_slots(self, state: torch.Tensor) -> np.ndarray:
-        ref, N = self.base.state, state.shape[0]
+    def _changed_untouched_slots(self, state: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
+        N = state.shape[0]
         per_slot = max(1, state[0].numel())
         step = max(1, 2**26 // per_slot)
         changed = []
@@ -200,9 +244,10 @@ class _CaseRun:
         return np.setdiff1d(np.asarray(changed, dtype=np.int64), self.live_slots)
 
     def _check_determinism(self, p: _Participant, twin: inp_mod.CaseInputs, step: int) -> None:
+        how = "a graph replay and an eager run" if self.graph else "two runs"
         twin.poison_out()
         try:
-            p.impl.fn(*twin.args(), **twin.kwargs())
+            p.impl.fn(*twin.args(), **twin.kwargs())  # eager: also checks a graph replay
             _sync(self.device)
         except Exception as exc:
             self._violate("determinism", p.impl.spec, step, f"second run raised {exc!r}")
@@ -216,7 +261,7 @@ class _CaseRun:
                     "determinism",
                     p.impl.spec,
                     step,
-                    f"two runs on identical inputs gave different {name}",
+                    f"{how} on identical inputs gave different {name}",
                 )
 
     def _check_values(self, alive: list[_Participant], acts, step: int) -> None:
@@ -343,8 +388,12 @@ def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, resu
         )
 
 
-def _skip_reason(spec: CaseSpec, impl: Implementation, device: str) -> str | None:
+def _skip_reason(spec: CaseSpec, impl: Implementation, device: str, graph: bool) -> str | None:
     reason = tier_runnable(spec.tier, device)
+    if reason is None and graph and not device.startswith("cuda"):
+        reason = "CUDA-graph mode needs a CUDA device"
+    if reason is None and graph and spec.expect is not None:
+        reason = "error cases are not captured in CUDA graphs"
     if reason is None and spec.expect is not None and not impl.builtin:
         reason = f"error case: exercises the built-in wrappers' validation, not {impl.spec}'s"
     return reason or impl.unsupported(spec)
@@ -355,14 +404,20 @@ def run_case(
     impl: Implementation,
     baseline: Implementation | None = None,
     device: str | None = None,
+    graph: bool = False,
 ) -> CaseResult:
-    """Run one case and return its result; never raises for a failing kernel."""
+    """Run one case and return its result; never raises for a failing kernel.
+
+    With ``graph`` (CUDA only) each implementation is captured once in a CUDA
+    graph and replayed for every step, with new activations and a new padding
+    pattern written into the captured buffers before each replay.
+    """
     device = device or default_device()
     result = CaseResult(
         case=spec, impl=impl.spec, baseline=baseline and baseline.spec, device=device
     )
     start = time.perf_counter()
-    reason = _skip_reason(spec, impl, device)
+    reason = _skip_reason(spec, impl, device, graph)
     if reason:
         result.status, result.reason = SKIPPED, reason
         return result
@@ -371,8 +426,8 @@ def run_case(
             parts = [impl] + ([baseline] if baseline is not None and baseline.builtin else [])
             _expect_error(spec, parts, device, result)
         else:
-            run = _CaseRun(spec, impl, baseline, device, result)
-            for step in range(spec.steps):
+            run = _CaseRun(spec, impl, baseline, device, result, graph)
+            for step in range(run.steps):
                 run.run_step(step)
                 if not any(p.alive for p in run.parts):
                     break
