@@ -74,13 +74,14 @@ def summarize(rows: list[dict], meta: dict | None = None) -> dict:
 
 
 def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
-    """Write summary.json, junit.xml and summary.md from results.jsonl."""
+    """Write summary.json, junit.xml, summary.md and errors.md from results.jsonl."""
     report_dir = Path(report_dir)
     rows = read_results(report_dir)
     summary = summarize(rows, meta)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (report_dir / "junit.xml").write_text(junit_xml(rows))
     (report_dir / "summary.md").write_text(summary_markdown(rows, summary))
+    (report_dir / "errors.md").write_text(errors_markdown(rows))
     return summary
 
 
@@ -123,7 +124,7 @@ def junit_xml(rows: list[dict]) -> str:
 def summary_markdown(rows: list[dict], summary: dict) -> str:
     c = summary["counts"]
     head = [
-        f"## gdn-harness: {summary.get('impl', '?')} vs baseline {summary.get('baseline', '?')}"
+        f"## gdn-harness: {summary.get('impl', '?')} (baseline: {summary.get('baseline', '?')})"
         f" on {summary.get('device', '?')}",
         "",
         f"**{c['passed']} passed, {c['failed']} failed, {c['crashed']} crashed, "
@@ -155,6 +156,38 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
                 )
         head.append("")
     return "\n".join(head)
+
+
+def _fmt(x) -> str:
+    return x if isinstance(x, str) else f"{x:.3g}"
+
+
+def errors_markdown(rows: list[dict]) -> str:
+    """Largest errors per case and pair (over all steps), worst element vs its bound."""
+    out = [
+        "### Largest errors per case",
+        "",
+        "| case | pair | out max abs | out worst/bound | state max abs | state worst/bound |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pairs: dict[str, dict[str, dict]] = {}
+        for st in r["stats"]:
+            cur = pairs.setdefault(st["pair"], {}).get(st["quantity"])
+            if cur is None or _key(st["worst_ratio"]) > _key(cur["worst_ratio"]):
+                pairs[st["pair"]][st["quantity"]] = st
+        for pair, q in pairs.items():
+            o, s_ = q.get("out", {}), q.get("state", {})
+            out.append(
+                f"| `{r['name']}` | {pair} | {_fmt(o.get('max_abs', '-'))} | "
+                f"{_fmt(o.get('worst_ratio', '-'))} | {_fmt(s_.get('max_abs', '-'))} | "
+                f"{_fmt(s_.get('worst_ratio', '-'))} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def _key(x) -> float:
+    return float(x) if not isinstance(x, str) else float("inf")
 
 
 def console_line(result: CaseResult) -> str:
