@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+MAX_CELLS = 65536
+
 
 @dataclass(frozen=True)
 class Location:
@@ -52,6 +54,8 @@ class ErrorStats:
     err_sq: float = 0.0
     ref_sq: float = 0.0
     head_ratio: dict[int, float] = field(default_factory=dict)  # head -> max |err|/bound
+    # (slot, head) -> max |err|/bound, only where the bound is exceeded (heatmaps)
+    cells: dict[tuple[int, int], float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +101,15 @@ class ErrorStats:
         per_head = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=(0, 2))
         for h, r in enumerate(per_head.tolist()):
             self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
+        self._track_cells(ratio, slots)
+
+    def _track_cells(self, ratio: np.ndarray, slots: np.ndarray) -> None:
+        per_cell = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=2)
+        for r, h in zip(*np.nonzero(per_cell > 1.0), strict=True):
+            if len(self.cells) >= MAX_CELLS:
+                return
+            key = (int(slots[r]), int(h))
+            self.cells[key] = max(self.cells.get(key, 0.0), float(per_cell[r, h]))
 
     def _track(self, attr: str, values: np.ndarray, rows, slots, loc_attr: str | None = None):
         flat = int(np.argmax(values))
@@ -132,6 +145,7 @@ class ErrorStats:
             loc = getattr(self, key)
             d[key] = str(loc) if loc is not None else None
         d["head_ratio"] = {str(h): _finite(r) for h, r in self.head_ratio.items()}
+        d["cells"] = [[slot, h, _finite(r)] for (slot, h), r in sorted(self.cells.items())]
         d["rms_ratio"] = _finite(self.rms_ratio)
         for key in ("max_abs", "max_rel", "worst_ratio"):
             d[key] = _finite(d[key])
