@@ -92,14 +92,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
-    """Results in case order: in-process, or in a crash-isolated worker."""
+    """Results: in-process, crash-isolated (one worker per GPU), or under memcheck."""
+    if args.sanitize:
+        from harness.sanitize import run_sanitized
+
+        return (run_sanitized(spec, impl.spec, args.timeout) for spec in cases)
     isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
     if not isolate:
         return (run_case(spec, impl, baseline, device, args.cuda_graph) for spec in cases)
     from harness.isolate import run_isolated
 
     base = baseline and baseline.spec
-    return run_isolated(cases, impl.spec, base, device, args.timeout, args.cuda_graph)
+    devices = _devices(device, args.jobs)
+    return run_isolated(cases, impl.spec, base, devices, args.timeout, args.cuda_graph)
+
+
+def _devices(device: str, jobs: int | None) -> list[str]:
+    """One worker per visible GPU by default; ``--jobs`` overrides the count."""
+    if not device.startswith("cuda"):
+        return [device] * max(1, jobs or 1)
+    if ":" in device:
+        return [device]
+    import torch
+
+    count = max(1, torch.cuda.device_count())
+    return [f"cuda:{i % count}" for i in range(jobs or count)]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -148,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cuda-graph",
         action="store_true",
         help="capture each implementation once, replay with new inputs and padding",
+    )
+    run.add_argument("--jobs", type=int, help="isolated workers (default: one per GPU)")
+    run.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="run each selected case under compute-sanitizer memcheck (CUDA)",
     )
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.add_argument(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -21,6 +23,11 @@ from harness.spec import CaseSpec
 def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str, graph: bool) -> None:
     from harness.registry import load_implementation
     from harness.runner import run_case
+
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)  # Triton launches on the current device
 
     impl = load_implementation(impl_spec)
     baseline = load_implementation(baseline_spec) if baseline_spec else None
@@ -100,17 +107,51 @@ def run_isolated(
     cases: list[CaseSpec],
     impl: str,
     baseline: str | None,
-    device: str,
+    devices: list[str],
     timeout_s: float,
     graph: bool = False,
 ) -> Iterator[CaseResult]:
-    """Yield one result per case, in order, surviving worker crashes."""
-    runner = IsolatedRunner(impl, baseline, device, timeout_s, graph)
-    try:
-        for spec in cases:
-            yield runner.run(spec)
-    finally:
-        runner.close()
+    """Yield one result per case, surviving worker crashes.
+
+    With one device the results come in case order; with several, one worker
+    per device takes cases from a shared queue and results come as they end.
+    """
+    if len(devices) == 1:
+        runner = IsolatedRunner(impl, baseline, devices[0], timeout_s, graph)
+        try:
+            for spec in cases:
+                yield runner.run(spec)
+        finally:
+            runner.close()
+        return
+    yield from _run_parallel(cases, impl, baseline, devices, timeout_s, graph)
+
+
+def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[CaseResult]:
+    todo: queue.Queue = queue.Queue()
+    for spec in cases:
+        todo.put(spec)
+    done: queue.Queue = queue.Queue()
+
+    def serve(device: str) -> None:
+        runner = IsolatedRunner(impl, baseline, device, timeout_s, graph)
+        try:
+            while True:
+                try:
+                    spec = todo.get_nowait()
+                except queue.Empty:
+                    return
+                done.put(runner.run(spec))
+        finally:
+            runner.close()
+
+    threads = [threading.Thread(target=serve, args=(d,), daemon=True) for d in devices]
+    for t in threads:
+        t.start()
+    for _ in cases:
+        yield done.get()
+    for t in threads:
+        t.join()
 
 
 def default_timeout() -> float:

@@ -41,10 +41,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config._gdn_report_dir = str(run)  # type: ignore[attr-defined]
     elif report_dir:
         config._gdn_report_dir = config.workerinput["gdn_report_dir"]  # type: ignore[attr-defined]
+    if hasattr(config, "workerinput"):
+        _pin_worker_gpu(config)
 
 
 def pytest_configure_node(node) -> None:  # pytest-xdist hook: share the run folder
     node.workerinput["gdn_report_dir"] = getattr(node.config, "_gdn_report_dir", None)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` on a GPU machine: one worker per visible GPU."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else None
+
+
+def _pin_worker_gpu(config: pytest.Config) -> None:
+    """Each xdist worker owns one GPU (gw0 -> cuda:0, ...); one GPU serves all."""
+    import torch
+
+    worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(worker[2:] or 0) % torch.cuda.device_count())
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
