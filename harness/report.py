@@ -74,7 +74,7 @@ def summarize(rows: list[dict], meta: dict | None = None) -> dict:
 
 
 def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
-    """Write summary.json, junit.xml, summary.md and errors.md from results.jsonl."""
+    """Write summary.json, junit.xml, summary.md, errors.md and report.html."""
     report_dir = Path(report_dir)
     rows = read_results(report_dir)
     summary = summarize(rows, meta)
@@ -82,6 +82,9 @@ def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
     (report_dir / "junit.xml").write_text(junit_xml(rows))
     (report_dir / "summary.md").write_text(summary_markdown(rows, summary))
     (report_dir / "errors.md").write_text(errors_markdown(rows))
+    from harness.html_report import write_html
+
+    write_html(report_dir, rows, summary)
     return summary
 
 
