@@ -84,7 +84,7 @@ def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
     (report_dir / "errors.md").write_text(errors_markdown(rows))
     from harness.html_report import write_html
 
-    write_html(report_dir, rows, summary)
+    write_html(report_dir, rows, meta)
     return summary
 
 
