@@ -111,6 +111,29 @@ class ErrorStats:
             key = (int(slots[r]), int(h))
             self.cells[key] = max(self.cells.get(key, 0.0), float(per_cell[r, h]))
 
+    def merge(self, other: ErrorStats) -> None:
+        """Fold in the stats of a later chunk (same result as adding its arrays here)."""
+        for attr in ("n", "over", "nan", "inf", "err_sq", "ref_sq"):
+            setattr(self, attr, getattr(self, attr) + getattr(other, attr))
+        for attr, loc in (
+            ("max_abs", "max_abs_at"),
+            ("max_rel", "max_rel_at"),
+            ("worst_ratio", "worst_at"),
+        ):
+            theirs = getattr(other, loc)
+            if theirs is not None and (
+                getattr(self, loc) is None or getattr(other, attr) > getattr(self, attr)
+            ):
+                setattr(self, attr, getattr(other, attr))
+                setattr(self, loc, theirs)
+                if attr == "worst_ratio":
+                    self.worst_value = other.worst_value
+        for h, r in other.head_ratio.items():
+            self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
+        for key, r in other.cells.items():
+            if key in self.cells or len(self.cells) < MAX_CELLS:
+                self.cells[key] = max(self.cells.get(key, 0.0), r)
+
     def _track(self, attr: str, values: np.ndarray, rows, slots, loc_attr: str | None = None):
         flat = int(np.argmax(values))
         best = float(values.flat[flat])

@@ -359,3 +359,37 @@ def test_rms_ratio_over_chunks():
     s.add(x[2:], ref[2:], bound[2:], np.arange(2, 6), np.arange(2, 6))
     assert s.rms_ratio == pytest.approx(rel_rms(x, ref), rel=1e-12)
     assert new_stats().rms_ratio == 0.0
+
+
+def test_merge_of_chunk_stats_equals_one_add():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 3, 4, 5))
+    ref = x + rng.standard_normal(x.shape) * 0.3
+    x[2, 1, 0, 0] = np.nan
+    bound = np.full_like(x, 0.5)
+    rows, slots = np.arange(7) + 10, np.arange(7)[::-1] * 3
+    whole = new_stats()
+    whole.add(x, ref, bound, rows, slots)
+    merged = new_stats()
+    for lo, hi in ((0, 2), (2, 3), (3, 7)):
+        part = new_stats()
+        part.add(x[lo:hi], ref[lo:hi], bound[lo:hi], rows[lo:hi], slots[lo:hi])
+        merged.merge(part)
+    for attr in (
+        "n",
+        "over",
+        "nan",
+        "inf",
+        "max_abs",
+        "max_abs_at",
+        "max_rel",
+        "max_rel_at",
+        "worst_ratio",
+        "worst_at",
+        "worst_value",
+        "head_ratio",
+        "cells",
+    ):
+        assert repr(getattr(merged, attr)) == repr(getattr(whole, attr)), attr
+    assert merged.err_sq == pytest.approx(whole.err_sq, rel=1e-12)
+    assert merged.ref_sq == pytest.approx(whole.ref_sq, rel=1e-12)
