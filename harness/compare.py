@@ -77,22 +77,18 @@ class ErrorStats:
         if x.size == 0:
             return
         self.n += x.size
-        bad_nan = np.isnan(x) & ~np.isnan(ref)
-        bad_inf = np.isinf(x) & ~np.isinf(ref)
-        self.nan += int(bad_nan.sum())
-        self.inf += int(bad_inf.sum())
-        with np.errstate(invalid="ignore"):
-            err = np.where(x == ref, 0.0, np.abs(x - ref))
-        err[bad_nan | bad_inf] = np.inf
-        err[np.isnan(x) & np.isnan(ref)] = 0.0
-        err[np.isnan(err)] = np.inf  # a finite value where the reference is infinite
+        if np.isfinite(x).all() and np.isfinite(ref).all():
+            err = np.subtract(x, ref)
+            np.abs(err, out=err)
+            self.err_sq += float(np.vdot(err.ravel(), err.ravel()))
+            self.ref_sq += float(np.vdot(ref.ravel(), ref.ravel()))
+        else:
+            err = self._nonfinite_err(x, ref)
         ratio = err / bound
-        self.over += int((ratio > 1.0).sum())
-        finite = np.isfinite(err)
-        self.err_sq += float(np.sum(np.where(finite, err, 0.0) ** 2))
-        self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
-        with np.errstate(invalid="ignore"):
-            rel = np.where(err == 0, 0.0, err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny))
+        self.over += int(np.count_nonzero(ratio > 1.0))
+        rel = np.abs(ref)
+        np.maximum(rel, np.finfo(np.float64).tiny, out=rel)
+        np.divide(err, rel, out=rel)
         self._track("max_abs", err, rows, slots)
         self._track("max_rel", rel, rows, slots)
         if self._track("worst_ratio", ratio, rows, slots, loc_attr="worst_at"):
@@ -102,6 +98,23 @@ class ErrorStats:
         for h, r in enumerate(per_head.tolist()):
             self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
         self._track_cells(ratio, slots)
+
+    def _nonfinite_err(self, x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """|x - ref| with NaN/Inf in either: a NaN or Inf where ref is finite is infinite
+        error, a NaN where ref is NaN and an Inf equal to ref are no error."""
+        bad_nan = np.isnan(x) & ~np.isnan(ref)
+        bad_inf = np.isinf(x) & ~np.isinf(ref)
+        self.nan += int(bad_nan.sum())
+        self.inf += int(bad_inf.sum())
+        with np.errstate(invalid="ignore"):
+            err = np.where(x == ref, 0.0, np.abs(x - ref))
+        err[bad_nan | bad_inf] = np.inf
+        err[np.isnan(x) & np.isnan(ref)] = 0.0
+        err[np.isnan(err)] = np.inf  # a finite value where the reference is infinite
+        finite = np.isfinite(err)
+        self.err_sq += float(np.sum(np.where(finite, err, 0.0) ** 2))
+        self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
+        return err
 
     def _track_cells(self, ratio: np.ndarray, slots: np.ndarray) -> None:
         per_cell = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=2)

@@ -52,7 +52,11 @@ class ElementTol:
         )
 
     def bound(self, ref: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        return self.ulps * ulp(ref, self.dtype) + self.fp32_ulps * EPS32 * magnitude + FP32_TINY
+        b = ulp(ref, self.dtype)
+        b *= self.ulps
+        b += (self.fp32_ulps * EPS32) * magnitude
+        b += FP32_TINY
+        return b
 
 
 def resolve(override: Tolerance, dtype: str, K: int) -> ElementTol:
@@ -67,8 +71,16 @@ def resolve(override: Tolerance, dtype: str, K: int) -> ElementTol:
     )
 
 
+MANT_BITS = {"fp32": 23, "bf16": 7, "fp16": 10}
+
+
 def ulp(x: np.ndarray, dtype: str) -> np.ndarray:
-    """Spacing of ``dtype`` numbers at |x| (subnormal spacing below the normal range)."""
-    mant, exp = np.frexp(np.abs(x))
-    exp = np.where(mant == 0, MIN_EXP[dtype], np.maximum(exp - 1, MIN_EXP[dtype]))
-    return np.ldexp(EPS[dtype], exp)
+    """Spacing of ``dtype`` numbers at |x| (subnormal spacing below the normal range).
+
+    Read off the float64 exponent bits: ``2 ** (max(E, min_exp) - mantissa_bits)``.
+    """
+    e = (np.asarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF
+    np.maximum(e, MIN_EXP[dtype] + 1023, out=e)
+    e -= MANT_BITS[dtype]
+    e <<= 52
+    return e.view(np.float64)
