@@ -1,0 +1,272 @@
+"""Tests of ``gdn-harness bench`` (harness/bench.py) that need no GPU.
+
+The arithmetic that turns timings into claims (the byte floor, the input-set
+rotation, the target verdicts) is checked on known numbers; the whole command
+runs once end to end in its ``--dry`` mode (Triton interpreter, no CUDA
+graphs), including a wrong plug-in that must be reported FAIL and never timed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import bench
+from harness.bench import (
+    Shape,
+    auto_input_sets,
+    evaluate_recurrent,
+    evaluate_targets,
+    parse_shapes,
+    sample_rows,
+    set_footprint,
+    step_bytes,
+    strict_json,
+    target_cell,
+    target_summary,
+)
+from harness.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+# --- the byte floor ------------------------------------------------------------------
+
+
+def test_step_bytes_qwen3_next_tp1_b1():
+    """B=1, H/HV 16/32, K=V=128, bf16 activations, fp32 state, by hand."""
+    sb = step_bytes(1, Shape(16, 32), act_bytes=2, state_bytes=4)
+    assert sb.state == 2 * 32 * 128 * 128 * 4 == 4_194_304  # read + write once
+    assert sb.qkv == (2 * 16 * 128 + 32 * 128) * 2 == 16_384
+    assert sb.gates == 2 * 32 * 2 == 128  # a and b
+    assert sb.out == 32 * 128 * 2 == 8_192
+    assert sb.params == 2 * 32 * 4 == 256  # A_log, dt_bias in fp32
+    assert sb.indices == 4
+    assert sb.total == 4_219_268
+
+
+def test_step_bytes_scales_with_batch_except_params():
+    one = step_bytes(1, Shape(4, 8), 2, 4)
+    many = step_bytes(1024, Shape(4, 8), 2, 4)
+    assert many.params == one.params
+    assert many.total - many.params == 1024 * (one.total - one.params)
+    # The state dominates: 2 * 1024 * 8 * 128 * 128 * 4 bytes.
+    assert many.state == 1_073_741_824
+
+
+def test_floor_time_and_percent_from_copy_bandwidth():
+    """% of floor = (bytes / copy bandwidth) / measured time."""
+    total = step_bytes(256, Shape(16, 32), 2, 4).total
+    copy_GBps = 3000.0
+    floor_us = total / (copy_GBps * 1e9) * 1e6
+    assert floor_us == pytest.approx(total / 3e6)
+    measured_us = floor_us / 0.97
+    assert 100 * floor_us / measured_us == pytest.approx(97.0)
+
+
+def test_set_footprint_counts_state_once():
+    sb = step_bytes(8, Shape(16, 32), 2, 4)
+    fp = set_footprint(8, Shape(16, 32), 2, 4)
+    assert fp == sb.state // 2 + sb.qkv + sb.gates + sb.out + sb.indices
+
+
+def test_auto_input_sets_exceed_l2_and_respect_limits():
+    l2 = 50 * 2**20
+    per_set = set_footprint(1, Shape(16, 32), 2, 4)  # ~2 MiB of state
+    n = auto_input_sets(per_set, l2)
+    assert n * per_set >= bench.L2_FACTOR * l2
+    assert (n - 1) * per_set < bench.L2_FACTOR * l2  # no more than needed
+    big = set_footprint(1024, Shape(16, 32), 2, 4)  # 2 GiB: already far beyond L2
+    assert auto_input_sets(big, l2) == bench.MIN_SETS
+    assert auto_input_sets(1, l2) == bench.MAX_SETS
+    assert auto_input_sets(big, l2, mem_budget=big) == 1  # never more than fits
+
+
+def test_sample_rows_cover_first_and_last():
+    assert sample_rows(3, 16).tolist() == [0, 1, 2]
+    rows = sample_rows(1024, 16)
+    assert rows[0] == 0 and rows[-1] == 1023 and len(rows) == 16
+
+
+def test_parse_shapes():
+    assert parse_shapes("16/32,4/8") == [Shape(16, 32), Shape(4, 8)]
+    assert parse_shapes("2/6/48/100") == [Shape(2, 6, 48, 100)]
+    assert Shape(2, 6, 48, 100).label == "2/6/48/100"
+    for bad in ("16", "16/30", "a/b", "0/8"):
+        with pytest.raises(Exception, match="shape"):
+            parse_shapes(bad)
+
+
+# --- targets -----------------------------------------------------------------------
+
+
+def _row(B, layout="vk", impl="packed", shape=(16, 32), **measured):
+    row = {"impl": impl, "H": shape[0], "HV": shape[1], "K": 128, "V": 128, "B": B,
+           "layout": layout, "act_dtype": "bf16", "state_dtype": "fp32", "shape": "x"}  # fmt: skip
+    row.update(measured)
+    return row
+
+
+def _verdicts(row):
+    return {t.name: t.ok for t in evaluate_targets(row)}
+
+
+def test_targets_floor_vk_large_batch():
+    v = _verdicts(_row(256, pct_floor=96.9, speedup=2.0, time_us=100.0))
+    assert v == {"vk >= 97% of floor (B >= 256)": False, "faster than baseline": True}
+    v = _verdicts(_row(1024, pct_floor=97.0, speedup=2.0, time_us=100.0))
+    assert all(v.values())
+
+
+def test_targets_floor_vk_b64_and_speedup():
+    v = _verdicts(_row(64, pct_floor=92.9, speedup=1.29, time_us=10.0))
+    assert v == {
+        "vk >= 93% of floor (B = 64)": False,
+        "faster than baseline": True,
+        ">= 1.3x baseline (B <= 64)": False,
+    }
+    assert all(_verdicts(_row(64, pct_floor=93.0, speedup=1.3, time_us=10.0)).values())
+
+
+def test_targets_kv_floor_is_90_and_no_b64_floor():
+    v = _verdicts(_row(512, layout="kv", pct_floor=89.9, speedup=1.5, time_us=100.0))
+    assert v["kv >= 90% of floor (B >= 256)"] is False
+    v = _verdicts(_row(64, layout="kv", pct_floor=50.0, speedup=1.5, time_us=10.0))
+    assert not any("floor" in name for name in v)
+
+
+def test_targets_b1_latency_and_not_faster():
+    v = _verdicts(_row(1, pct_floor=40.0, speedup=1.0, time_us=2.6))
+    assert v == {
+        "faster than baseline": False,  # equal is not faster
+        ">= 1.3x baseline (B <= 64)": False,
+        "B = 1 within 2.5 us": False,
+    }
+    assert all(_verdicts(_row(1, pct_floor=40.0, speedup=3.0, time_us=2.5)).values())
+
+
+def test_targets_untimed_row_misses_everything():
+    results = evaluate_targets(_row(256))  # check failed: no time, no speedup
+    assert results and not any(r.ok for r in results)
+    assert all("not measured" in r.detail for r in results)
+
+
+def test_targets_apply_only_to_packed_on_stated_configs():
+    assert evaluate_targets(_row(256, impl="baseline", pct_floor=10.0, speedup=1.0)) == []
+    assert evaluate_targets(_row(256, shape=(16, 64), pct_floor=10.0, speedup=1.0)) == []
+    fp16 = {**_row(256, pct_floor=10.0, speedup=1.0), "act_dtype": "fp16"}
+    assert evaluate_targets(fp16) == []
+
+
+def test_recurrent_target_within_ten_percent():
+    assert evaluate_recurrent({"baseline_us": 11.0, "fla_us": 10.0}).ok is True
+    assert evaluate_recurrent({"baseline_us": 11.2, "fla_us": 10.0}).ok is False
+    assert evaluate_recurrent({"baseline_us": 5.0, "fla_us": 10.0}).ok is True  # faster is fine
+    assert evaluate_recurrent({"baseline_us": 5.0}) is None  # FLA not installed
+    disagree = {"baseline_us": 5.0, "fla_us": 10.0, "agree": False}
+    assert evaluate_recurrent(disagree).ok is False  # fast but computing something else
+
+
+def test_target_cell_and_summary():
+    miss = _row(256, pct_floor=90.0, speedup=0.9, time_us=100.0)
+    ok = _row(512, pct_floor=99.0, speedup=1.1, time_us=100.0)
+    cells = [target_cell(evaluate_targets(r)) for r in (miss, ok)]
+    assert cells[0].startswith("MISS: ") and "97%" in cells[0] and "faster" in cells[0]
+    assert cells[1] == "PASS"
+    assert target_cell([]) == "-"
+    from dataclasses import asdict
+
+    report = {
+        "rows": [{**r, "targets": [asdict(t) for t in evaluate_targets(r)]} for r in (miss, ok)],
+        "recurrent": {"rows": [{"shape": "x", "layout": "vk", "B": 1, "target": None},
+                               {"shape": "x", "layout": "kv", "B": 2,
+                                "target": asdict(evaluate_recurrent(
+                                    {"baseline_us": 2.0, "fla_us": 1.0}))}]},
+    }  # fmt: skip
+    n, passed, misses = target_summary(report)
+    assert (n, passed, len(misses)) == (5, 2, 3)
+    assert any("recurrent" in m for m in misses)
+
+
+def test_load_fla_reports_missing_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fla.ops.gated_delta_rule", None)  # import fails
+    fn, desc = bench.load_fla()
+    assert fn is None and desc.startswith("fla not installed")
+
+
+def test_strict_json():
+    out = strict_json({"a": [float("nan"), 1.0], "b": {"c": float("inf")}})
+    assert out == {"a": ["nan", 1.0], "b": {"c": "inf"}}
+    json.dumps(out, allow_nan=False)
+
+
+# --- the command, end to end on CPU ---------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_bench_without_dry_needs_cuda(capsys):
+    assert main(["bench", "--device", "cpu"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err
+
+
+def test_dry_run_end_to_end(tmp_path, monkeypatch, capsys):
+    """--dry runs every section and writes json/md/svg; a wrong plug-in fails its
+    check, is not timed, and makes the exit code 1."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "bench"
+    rc = main(["bench", "--device", "cpu", "--dry", "--batches", "1,3", "--out", str(out),
+               "--impl", "fixtures_impls:decode_zero"])  # fmt: skip
+    assert rc == 1
+    report = json.loads((out / "bench.json").read_text())
+    assert report["schema"] == bench.SCHEMA and report["dry"] is True
+    assert "partial" not in report  # the run finished
+    assert report["device"]["kind"] == "cpu" and report["versions"]["torch"]
+    assert report["copy_bandwidth"]["GBps"] > 0
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 * 3  # layouts x batches x (packed, baseline, decode_zero)
+    for r in rows:
+        floor = step_bytes(r["B"], Shape(r["H"], r["HV"], r["K"], r["V"]), 2, 4)
+        assert r["floor_bytes"] == floor.total
+        if r["impl"] in ("packed", "baseline"):
+            assert r["check"] == "PASS", r["detail"]
+            assert r["time_us"] > 0 and r["pct_floor"] > 0 and r["GBps"] > 0
+            assert r["input_sets"] == 2
+        else:
+            assert r["check"] == "FAIL" and r["status"] == "check-failed"
+            assert "time_us" not in r and "speedup" not in r
+            assert "over tolerance" in r["detail"]
+    base = [r for r in rows if r["impl"] == "baseline"]
+    assert all(r["speedup"] == 1.0 for r in base)
+    assert report["failed_checks"] == 4
+    rec = report["recurrent"]
+    assert len(rec["rows"]) == 4 and all(r["baseline_us"] > 0 for r in rec["rows"])
+    assert rec["fla"].startswith(("fla not installed", "fla-core"))
+    if rec["fla"].startswith("fla-core"):  # FLA runs under the interpreter too
+        assert all(r["agree"] and r["fla_us"] > 0 for r in rec["rows"]), rec["rows"]
+    cost = report["harness_cost"]
+    assert cost["oracle"]["seconds"] > 0 and cost["oracle"]["rows_timed"] == 4
+    assert cost["runner"]["status"] == "passed" and cost["runner"]["wall_ms"] > 0
+    xml.dom.minidom.parse(str(out / "bench.svg"))
+    md = (out / "bench.md").read_text()
+    assert "DRY RUN" in md and "| packed |" in md
+    tail = capsys.readouterr().out.strip().splitlines()
+    assert tail[-1].startswith("checks failed: 4")
+    assert any("decode_zero" in line and "FAIL" in line for line in tail)
+
+
+def test_recurrent_only_writes_reports(tmp_path):
+    out = tmp_path / "rec"
+    rc = main(["bench", "--device", "cpu", "--dry", "--recurrent-only", "--layouts", "kv",
+               "--batches", "2", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert "rows" not in report and "harness_cost" not in report
+    assert [r["layout"] for r in report["recurrent"]["rows"]] == ["kv"]
+    assert math.isfinite(report["recurrent"]["rows"][0]["baseline_us"])
+    assert (out / "bench.md").exists() and (out / "bench.svg").exists()
