@@ -11,7 +11,6 @@ from it, checked against the baseline's own drift.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 import time
@@ -159,7 +158,8 @@ class _CaseRun:
 
     def _row_chunks(self) -> Iterator[np.ndarray]:
         per_row = self.spec.HV * self.spec.K * self.spec.V * 8
-        n = max(1, CHUNK_BYTES // per_row)
+        spread = -(-self.live_rows.size // _threads(self.live_rows.size))
+        n = max(1, min(CHUNK_BYTES // per_row, spread))
         for start in range(0, self.live_rows.size, n):
             yield np.arange(start, min(start + n, self.live_rows.size))
 
@@ -280,29 +280,30 @@ class _CaseRun:
     def _check_values(self, alive: list[_Participant], acts, step: int) -> None:
         shared = step == 0  # every participant starts from the same state
         groups = [alive] if shared and alive else [[p] for p in alive]
-        for group in groups:
-            names = [f"{p.impl.spec} vs oracle" for p in group]
-            if len(group) == 2:
-                names.append(f"{group[0].impl.spec} vs {group[1].impl.spec}")
-            totals = [
-                self._stats(q, n, step, tol)
-                for n in names
-                for q, tol in (("out", self.tol_out), ("state", self.tol_state))
-            ]
-            chunks = list(self._row_chunks())
-            with ThreadPoolExecutor(max_workers=_threads(len(chunks))) as pool:
-                work = functools.partial(self._chunk_stats, group, acts, step=step)
-                for parts in pool.map(work, chunks):
-                    for total, part in zip(totals, parts, strict=True):
-                        total.merge(part)
-            for s in totals:
+        totals = [self._group_totals(group, step) for group in groups]
+        jobs = [(g, chunk) for g in range(len(groups)) for chunk in self._row_chunks()]
+        with ThreadPoolExecutor(max_workers=_threads(len(jobs))) as pool:
+            parts = pool.map(
+                lambda job: self._chunk_stats(groups[job[0]], acts, job[1], step), jobs
+            )
+            for (g, _), chunk_parts in zip(jobs, parts, strict=True):
+                for total, part in zip(totals[g], chunk_parts, strict=True):
+                    total.merge(part)
+        for group, group_totals in zip(groups, totals, strict=True):
+            own = {f"{p.impl.spec} vs oracle": p.impl.spec for p in group}
+            for s in group_totals:
                 if not s.ok:
-                    who = (
-                        s.pair.removesuffix(" vs oracle")
-                        if s.pair in names[: len(group)]
-                        else s.pair
-                    )
-                    self._violate("values", who, step, s.summary())
+                    self._violate("values", own.get(s.pair, s.pair), step, s.summary())
+
+    def _group_totals(self, group: list[_Participant], step: int) -> list[ErrorStats]:
+        names = [f"{p.impl.spec} vs oracle" for p in group]
+        if len(group) == 2:
+            names.append(f"{group[0].impl.spec} vs {group[1].impl.spec}")
+        return [
+            self._stats(q, n, step, tol)
+            for n in names
+            for q, tol in (("out", self.tol_out), ("state", self.tol_state))
+        ]
 
     def _chunk_stats(self, group, acts, chunk: np.ndarray, step: int) -> list[ErrorStats]:
         """Stats of one chunk of rows, in the order of ``_check_values``'s totals."""
