@@ -406,13 +406,18 @@ def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, resu
         )
 
 
+def _validates(impl: Implementation) -> bool:
+    """Error cases exercise the built-in kernel wrappers' validation only."""
+    return impl.builtin and getattr(impl.fn, "validates", True)
+
+
 def _skip_reason(spec: CaseSpec, impl: Implementation, device: str, graph: bool) -> str | None:
     reason = tier_runnable(spec.tier, device)
     if reason is None and graph and not device.startswith("cuda"):
         reason = "CUDA-graph mode needs a CUDA device"
     if reason is None and graph and spec.expect is not None:
         reason = "error cases are not captured in CUDA graphs"
-    if reason is None and spec.expect is not None and not impl.builtin:
+    if reason is None and spec.expect is not None and not _validates(impl):
         reason = f"error case: exercises the built-in wrappers' validation, not {impl.spec}'s"
     return reason or impl.unsupported(spec)
 
@@ -441,7 +446,7 @@ def run_case(
         return result
     try:
         if spec.expect is not None:
-            parts = [impl] + ([baseline] if baseline is not None and baseline.builtin else [])
+            parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
             _expect_error(spec, parts, device, result)
         else:
             run = _CaseRun(spec, impl, baseline, device, result, graph)
