@@ -15,22 +15,30 @@ stores to ``out`` and to the state pool.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from kernels.validate import check_decode_args
 
-# State tile (in elements) one vk program holds in registers by default; kv uses twice it.
-_TILE_ELEMS = 4096
+# (BV, num_warps) per state layout, from an H100 sweep (Triton 3.6, K = V = 128):
+# many small programs keep the most state loads in flight. vk with 8 value rows
+# of 128 contiguous keys per one-warp program, kv with 32 contiguous values.
+TILING = {"vk": (8, 1), "kv": (32, 4)}
+NUM_STAGES = 3
+# Under the Triton interpreter a program costs the same whatever its size, so
+# the CPU runs use wider V tiles (the math per output column is unchanged).
+INTERPRET_BLOCK_V = 32
 _TUNING_KEYS = ("BV", "num_warps")
 
 
-# Grid: (B * HV, cdiv(V, BV)).
-#   axis 0 -> pid_bh = n * HV + hv (batch row n, value head hv); axis 0 allows 2**31 - 1
-#             programs, so B * HV > 65535 is fine (axes 1 and 2 stop at 65535).
-#   axis 1 -> pid_v, the tile of BV value columns [pid_v * BV, pid_v * BV + BV).
-# Each program owns one (row n, value head hv, V tile) and the FULL key dim K:
+# Grid: (B * HV * NV,) with NV = cdiv(V, BV), all on axis 0, which allows
+#   2**31 - 1 programs, so B * HV > 65535 never overflows (axes 1 and 2 stop at
+#   65535). pid = (n * HV + hv) * NV + i_v: the V tiles of one head are
+#   neighbours, so programs running together read neighbouring state memory.
+# Each program owns one (row n, value head hv, V tile i_v) and the FULL key dim K:
 #   q, k: [BK] from mixed_qkv row n, key head h = hv // (HV // H), loaded once;
 #   v:    [BV] slice of value head hv;
 #   state tile, read once and written once:
@@ -69,8 +77,10 @@ def _packed_decode_kernel(
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    pid_v = tl.program_id(1)
+    NV: tl.constexpr = (V + BV - 1) // BV
+    pid = tl.program_id(0)
+    pid_v = pid % NV
+    pid_bh = pid // NV
     n = pid_bh // HV
     hv = pid_bh % HV
     h = hv // (HV // H)
@@ -135,24 +145,16 @@ def _packed_decode_kernel(
 
 
 def default_tuning(K: int, V: int, state_layout: str = "vk") -> dict[str, int]:
-    """Default launch parameters, picked from a first sweep on an H100 (Triton 3.6).
-
-    B in {256, 1024}, H/HV = 16/32, K = V = 128, bf16 activations, fp32 state:
-    vk was best at BV=32, num_warps=8 (~3.1 TB/s); kv at BV=64, num_warps=4
-    (~3.2 TB/s; its rows are contiguous along V, so a wider V tile means wider
-    loads). Other shapes keep the same tile size in elements. Not tuned further yet.
-    """
-    BK = triton.next_power_of_2(K)
-    if state_layout == "kv":
-        BV = min(triton.next_power_of_2(V), max(32, 2 * _TILE_ELEMS // BK))
-        return {"BV": BV, "num_warps": 4}
-    BV = min(triton.next_power_of_2(V), max(16, _TILE_ELEMS // BK))
-    return {"BV": BV, "num_warps": 8 if BV * BK >= _TILE_ELEMS else 4}
+    """Default launch parameters for this shape and layout (see ``TILING``)."""
+    BV, num_warps = TILING[state_layout]
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        BV = max(BV, INTERPRET_BLOCK_V)
+    return {"BV": min(BV, triton.next_power_of_2(V)), "num_warps": num_warps}
 
 
-def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int, int]:
-    """The launch grid: ``B * HV`` on axis 0 (up to 2**31 - 1), V tiles on axis 1."""
-    return (B * HV, triton.cdiv(V, BV))
+def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int]:
+    """The launch grid: every (row, head, V tile) on axis 0 (up to 2**31 - 1)."""
+    return (B * HV * triton.cdiv(V, BV),)
 
 
 def packed_decode(
@@ -194,5 +196,5 @@ def packed_decode(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        num_warps=int(params["num_warps"]),
+        num_warps=int(params["num_warps"]), num_stages=NUM_STAGES,
     )  # fmt: skip

@@ -307,7 +307,7 @@ def test_empty_batch():
 def test_grid_puts_rows_times_heads_on_axis0():
     # B * HV > 65535 must land on axis 0 (limit 2**31 - 1), not on axes 1/2 (65535).
     grid = packed_module.launch_grid(1024, 96, 128, 32)
-    assert grid == (1024 * 96, 4)
+    assert grid == (1024 * 96 * 4,)
     for layout in ("vk", "kv"):
         bv = packed_module.default_tuning(128, 128, layout)["BV"]
         assert bv <= 128 and bv & (bv - 1) == 0
