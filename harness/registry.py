@@ -1,19 +1,33 @@
 """Finding implementations of the decode step by name.
 
 This module is the one way the harness finds implementations. A spec is a
-built-in name (``packed``, ``baseline``, ``oracle``), a name registered by an
-installed package under the ``gdn_harness.implementations`` entry-point
-group, or ``module:callable`` for anything importable. Every implementation
-is a callable with the contract's signature (DESIGN.md).
+built-in name (``packed``, ``baseline``, ``oracle``), the name of an adapter
+bundled with the harness for an outside kernel (``fla``, whose package is an
+optional extra), a name registered by an installed package under the
+``gdn_harness.implementations`` entry-point group, or ``module:callable``
+for anything importable. Only the built-ins are ``builtin``: cases that
+expect an error exercise their wrappers' validation and are skipped for
+everything else. Every implementation is a callable with the contract's
+signature (DESIGN.md).
 
 An implementation may carry an optional attribute ``unsupported(case) ->
 str | None``: a reason when it cannot express a case (a layout, a dtype);
-such cases are skipped with that reason instead of failing.
+such cases are skipped with that reason instead of failing. An
+implementation that cannot run on this machine (its package is missing, it
+needs a GPU) should fail to import with an ``ImportError`` that says why;
+``gdn-harness impls`` shows that reason.
+
+An installed package registers implementations in its ``pyproject.toml``::
+
+    [project.entry-points."gdn_harness.implementations"]
+    mykernel = "mypkg.gdn:decode"
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,6 +35,10 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "gdn_harness.implementations"
 BUILTINS = ("packed", "baseline", "oracle")
+# Adapters for outside kernels that ship with the harness (harness/adapters/).
+# They are found like entry points and loaded lazily; when their package is
+# missing, the adapter's module raises an ImportError that says how to get it.
+ADAPTERS: dict[str, str] = {"fla": "harness.adapters.fla:fla_decode"}
 
 DecodeFn = Callable[..., None]
 
@@ -68,18 +86,46 @@ _BUILTIN_LOADERS: dict[str, Callable[[], DecodeFn]] = {
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    """Named implementations beyond the built-ins: installed entry points, then
+    the bundled adapters (which an installed package cannot shadow)."""
+    eps = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name, value in ADAPTERS.items():
+        eps[name] = metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+    return eps
 
 
 def available_impls() -> list[str]:
-    """Names that ``resolve_impl`` accepts without a ``module:callable`` path."""
+    """Names that ``resolve_impl`` accepts without a ``module:callable`` path.
+
+    A listed name may still fail to load here (a missing package, no GPU):
+    ``load_implementation`` says why.
+    """
     return [*BUILTINS, *sorted(n for n in _entry_points() if n not in BUILTINS)]
+
+
+def _import_module(module_name: str) -> Any:
+    """Import ``module_name``; a module of the current directory is found too.
+
+    ``python -m`` puts the current directory on ``sys.path``, a console
+    script (``gdn-harness``) does not: ``--impl mymodule:decode`` next to the
+    user's own files should work either way. The directory is appended, so
+    it never shadows an installed module.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        cwd = os.getcwd()
+        if exc.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
 
 
 def _import_callable(spec: str) -> DecodeFn:
     module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except Exception as exc:  # any import failure is the user's spec to fix
         raise ImplError(
             f"cannot import module {module_name!r} for implementation {spec!r}: "
@@ -106,6 +152,8 @@ def load_implementation(spec: str) -> Implementation:
         try:
             fn = eps[spec].load()
         except Exception as exc:
+            if spec in ADAPTERS and isinstance(exc, ImportError):
+                raise ImplError(f"implementation {spec!r}: {exc}") from exc
             raise ImplError(
                 f"implementation {spec!r} (entry point {eps[spec].value}) failed "
                 f"to load: {type(exc).__name__}: {exc}"

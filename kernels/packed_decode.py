@@ -23,10 +23,14 @@ import triton.language as tl
 
 from kernels.validate import check_decode_args
 
-# (BV, num_warps) per state layout, from an H100 sweep (Triton 3.6, K = V = 128):
-# many small programs keep the most state loads in flight. vk with 8 value rows
-# of 128 contiguous keys per one-warp program, kv with 32 contiguous values.
-TILING = {"vk": (8, 1), "kv": (32, 4)}
+# (BV, num_warps) per state layout, from a sweep on an H100 (Triton 3.6, K = V =
+# 128, H/HV 16/32 and 4/8, B 1 to 1024; docs/performance.md). Large batches: vk
+# wants many one-warp programs of 8 value rows x 128 contiguous keys, kv wide
+# rows of 64 contiguous values. Small batches (B * HV <= SMALL_ROWS_HEADS) are
+# latency bound and want still more, smaller programs.
+TILING = {"vk": (8, 1), "kv": (64, 4)}
+TILING_SMALL = {"vk": (4, 1), "kv": (16, 1)}
+SMALL_ROWS_HEADS = 256
 NUM_STAGES = 3
 # Under the Triton interpreter a program costs the same whatever its size, so
 # the CPU runs use wider V tiles (the math per output column is unchanged).
@@ -144,9 +148,12 @@ def _packed_decode_kernel(
     tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=v_mask)
 
 
-def default_tuning(K: int, V: int, state_layout: str = "vk") -> dict[str, int]:
-    """Default launch parameters for this shape and layout (see ``TILING``)."""
-    BV, num_warps = TILING[state_layout]
+def default_tuning(
+    K: int, V: int, state_layout: str = "vk", rows_heads: int | None = None
+) -> dict[str, int]:
+    """Default launch parameters for this shape, layout and B * HV (see ``TILING``)."""
+    small = rows_heads is not None and rows_heads <= SMALL_ROWS_HEADS
+    BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         BV = max(BV, INTERPRET_BLOCK_V)
     return {"BV": min(BV, triton.next_power_of_2(V)), "num_warps": num_warps}
@@ -183,7 +190,8 @@ def packed_decode(
     unknown = set(tuning) - set(_TUNING_KEYS)
     if unknown:
         raise TypeError(f"packed_decode: unknown tuning arguments {sorted(unknown)}")
-    params = {**default_tuning(dims.K, dims.V, state_layout), **tuning}
+    defaults = default_tuning(dims.K, dims.V, state_layout, dims.B * dims.HV)
+    params = {**defaults, **tuning}
     BV = int(params["BV"])
     if BV < 1 or BV & (BV - 1):
         raise ValueError(f"BV: must be a power of two, got {BV}")
