@@ -158,10 +158,7 @@ class ErrorStats:
 
     def summary(self) -> str:
         """One line: counts, the worst element and the tolerance."""
-        parts = [
-            f"{self.quantity} {self.pair} step {self.step}:",
-            f"{self.over}/{self.n} over tolerance",
-        ]
+        parts = [f"{self.over}/{self.n} over tolerance"]
         if self.nan or self.inf:
             parts.append(f"{self.nan} NaN, {self.inf} Inf")
         parts.append(f"max abs {self.max_abs:.3g} at {self.max_abs_at}")
@@ -173,7 +170,7 @@ class ErrorStats:
                 f"(got {got:.6g}, want {want:.6g})"
             )
         parts.append(f"rms ratio {self.rms_ratio:.3g}; tol: {self.tolerance}")
-        return ", ".join(parts)
+        return f"{self.quantity} {self.pair} step {self.step}: " + ", ".join(parts)
 
     def to_dict(self) -> dict:
         d = asdict(self)

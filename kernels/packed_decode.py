@@ -115,7 +115,14 @@ def _packed_decode_kernel(
     # Gates in fp32: g = -exp(A_log) * softplus(a + dt_bias), beta = sigmoid(b).
     x = tl.load(a_ptr + n64 * stride_a + hv).to(tl.float32)
     x = x + tl.load(dt_bias_ptr + hv).to(tl.float32)
-    softplus = tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    # softplus(x) = x above 20, else log1p(exp(x)). log(1 + e) alone loses the
+    # relative accuracy of small e to the rounding of 1 + e (all of it once
+    # 1 + e == 1); the factor e / ((1 + e) - 1) undoes that rounding.
+    e_x = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e_x
+    d = w - 1.0
+    log1p_e = tl.where(d == 0.0, e_x, tl.log(w) * (e_x / tl.where(d == 0.0, 1.0, d)))
+    softplus = tl.where(x > 20.0, x, log1p_e)
     g = -tl.exp(tl.load(A_log_ptr + hv).to(tl.float32)) * softplus
     decay = tl.exp(g)
     bb = tl.load(b_ptr + n64 * stride_b + hv).to(tl.float32)
