@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -207,8 +206,3 @@ def console_failure(result: CaseResult) -> str:
     lines += [f"  {line}" for v in result.violations for line in str(v).splitlines()]
     lines.append(f"  rerun: {result.rerun_command()}")
     return "\n".join(lines)
-
-
-def console_table(results: Iterable[CaseResult]) -> str:
-    counts = Counter(r.status for r in results)
-    return ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUS_ORDER)
