@@ -28,6 +28,10 @@ from harness.spec import TIERS, CaseSpec
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(Exception):
+    """Bad command-line input that argparse cannot see (exit 2)."""
+
+
 def runnable_tiers(device: str) -> set[str]:
     """The tiers this machine can run: all of them on CUDA, the cpu tier elsewhere."""
     return set(TIERS) if device.startswith("cuda") else {"cpu"}
@@ -44,7 +48,10 @@ def load_selected(paths: Sequence[str], tiers: set[str] | None, keyword: str | N
             if not specs:
                 raise case_mod.CaseFileError(file, name, None, None, "no such case in the file")
         loaded.extend(specs)
-    return case_mod.select(loaded, tiers=tiers, keyword=keyword)
+    try:
+        return case_mod.select(loaded, tiers=tiers, keyword=keyword)
+    except ValueError as exc:  # a malformed -k expression or an unknown tier
+        raise UsageError(str(exc)) from None
 
 
 def _tiers(values: list[str] | None, device: str) -> set[str]:
@@ -56,10 +63,13 @@ def _tiers(values: list[str] | None, device: str) -> set[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     cases = load_selected(args.paths, _tiers(args.tier, device), args.keyword)
+    if not cases:
+        print("error: no cases selected (check the paths, -k and --tier)", file=sys.stderr)
+        return EXIT_USAGE
     impl = load_implementation(args.impl)
     baseline = None if args.baseline == "none" else load_implementation(args.baseline)
     report_dir = Path(args.report_dir) / (args.run_name or default_run_name())
-    log = ResultLog(report_dir)
+    log = ResultLog(report_dir, fresh=True)
     from harness.progress import Progress
 
     progress = Progress(len(cases))
@@ -222,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except case_mod.CaseFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except ImplError as exc:
+    except (ImplError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -82,13 +82,18 @@ class ErrorStats:
             np.abs(err, out=err)
             self.err_sq += float(np.vdot(err.ravel(), err.ravel()))
             self.ref_sq += float(np.vdot(ref.ravel(), ref.ravel()))
+            ratio = err / bound
         else:
             err = self._nonfinite_err(x, ref)
-        ratio = err / bound
+            with np.errstate(invalid="ignore"):
+                ratio = np.where(err == 0, 0.0, err / bound)
+            ratio[np.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
         self.over += int(np.count_nonzero(ratio > 1.0))
         rel = np.abs(ref)
         np.maximum(rel, np.finfo(np.float64).tiny, out=rel)
-        np.divide(err, rel, out=rel)
+        with np.errstate(invalid="ignore"):
+            np.divide(err, rel, out=rel)
+        rel[np.isnan(rel)] = np.inf  # an error against an infinite reference
         self._track("max_abs", err, rows, slots)
         self._track("max_rel", rel, rows, slots)
         if self._track("worst_ratio", ratio, rows, slots, loc_attr="worst_at"):

@@ -68,7 +68,11 @@ class IsolatedRunner:
         if self.proc is None or not self.proc.is_alive():
             self._start()
         start = time.perf_counter()
-        self.conn.send(spec)
+        try:
+            self.conn.send(spec)
+        except OSError as exc:  # the worker died before it read the case
+            self._kill()
+            return self._crash(spec, f"worker process unreachable: {exc}", 0.0)
         why = None
         if self.conn.poll(self.timeout_s):
             try:
@@ -141,17 +145,27 @@ def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[
                     spec = todo.get_nowait()
                 except queue.Empty:
                     return
-                done.put(runner.run(spec))
+                try:
+                    done.put(runner.run(spec))
+                except Exception as exc:  # every taken case must come back
+                    done.put(runner._crash(spec, f"{type(exc).__name__}: {exc}", 0.0))
         finally:
             runner.close()
 
     threads = [threading.Thread(target=serve, args=(d,), daemon=True) for d in devices]
     for t in threads:
         t.start()
-    for _ in cases:
-        yield done.get()
-    for t in threads:
-        t.join()
+    try:
+        for _ in cases:
+            yield done.get()
+    finally:  # also on an early stop (-x): hand out no more cases, let workers finish
+        while not todo.empty():
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+        for t in threads:
+            t.join()
 
 
 def default_timeout() -> float:

@@ -28,10 +28,12 @@ def default_run_name() -> str:
 class ResultLog:
     """Appends one JSON line per case; safe to share between processes."""
 
-    def __init__(self, report_dir: str | Path):
+    def __init__(self, report_dir: str | Path, fresh: bool = False):
         self.dir = Path(report_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / RESULTS
+        if fresh:  # a reused run name starts over instead of mixing two runs
+            self.path.write_text("")
 
     def append(self, result: CaseResult) -> None:
         line = json.dumps(result.to_dict(), default=str) + "\n"

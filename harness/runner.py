@@ -106,19 +106,29 @@ class _CaseRun:
         self.indices = idx
 
     def _replay_pattern(self, step: int) -> None:
-        """CUDA-graph mode: a new padding pattern, written into the captured index buffer."""
+        """CUDA-graph mode: a new padding pattern, written into the captured index buffer.
+
+        Patterns that need more distinct slots than the pool has are passed over
+        (``all`` always fits).
+        """
         spec = self.spec
-        pattern = GRAPH_PATTERNS[(step - 1) % len(GRAPH_PATTERNS)]
-        slots = dataclasses.replace(
-            spec.slots,
-            indices=None,
-            padding=pattern,
-            order="permutation",
-            pad_seed=step,
-            slot0_live=False,
-        )
-        varied = dataclasses.replace(spec, slots=slots, seed=spec.seed + step)
-        self._use_indices(inp_mod.slot_indices(varied))
+        for i in range(len(GRAPH_PATTERNS)):
+            pattern = GRAPH_PATTERNS[(step - 1 + i) % len(GRAPH_PATTERNS)]
+            slots = dataclasses.replace(
+                spec.slots,
+                indices=None,
+                padding=pattern,
+                order="permutation",
+                pad_seed=step,
+                slot0_live=False,
+            )
+            varied = dataclasses.replace(spec, slots=slots, seed=spec.seed + step)
+            try:
+                indices = inp_mod.slot_indices(varied)
+            except ValueError:
+                continue
+            break
+        self._use_indices(indices)
         new = torch.as_tensor(self.indices, device=self.device)
         for inputs in [self.base] + [p.inputs for p in self.parts]:
             inputs.state_indices.copy_(new.to(inputs.state_indices.dtype))
@@ -436,15 +446,17 @@ def run_case(
     pattern written into the captured buffers before each replay.
     """
     device = device or default_device()
+    if device == "cuda":  # pin the GPU: worker threads start on cuda:0 otherwise
+        device = f"cuda:{torch.cuda.current_device()}"
     result = CaseResult(
         case=spec, impl=impl.spec, baseline=baseline and baseline.spec, device=device
     )
     start = time.perf_counter()
-    reason = _skip_reason(spec, impl, device, graph)
-    if reason:
-        result.status, result.reason = SKIPPED, reason
-        return result
     try:
+        reason = _skip_reason(spec, impl, device, graph)
+        if reason:
+            result.status, result.reason = SKIPPED, reason
+            return result
         if spec.expect is not None:
             parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
             _expect_error(spec, parts, device, result)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
+from harness.result import CRASHED, FAILED, CaseResult, Violation
 from harness.spec import CaseSpec
 
 SUMMARY = re.compile(r"ERROR SUMMARY: (\d+) error")
@@ -66,8 +66,8 @@ def _command(tool: str, spec: CaseSpec, impl: str, report: Path) -> list[str]:
 def run_sanitized(spec: CaseSpec, impl: str, timeout_s: float) -> CaseResult:
     """One case under memcheck; the child's own result plus any memcheck findings."""
     tool = sanitizer_path()
-    if tool is None:
-        return CaseResult(spec, impl, None, status=SKIPPED, reason="compute-sanitizer not found")
+    if tool is None:  # a memcheck run that cannot run must not pass
+        return _crashed(spec, impl, "compute-sanitizer not found on PATH or in /usr/local/cuda")
     env = {**os.environ, "PYTORCH_NO_CUDA_MEMORY_CACHING": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp)

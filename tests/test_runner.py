@@ -1,0 +1,92 @@
+"""The runner's own edge cases: replay patterns, non-finite oracles, exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.compare import ErrorStats
+from harness.registry import load_implementation
+from harness.result import CaseResult
+from harness.runner import GRAPH_PATTERNS, _CaseRun
+from harness.sanitize import run_sanitized
+from harness.spec import CaseSpec, SlotSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_pool_case() -> CaseSpec:
+    return CaseSpec(
+        file="<test>",
+        name="small_pool",
+        line=1,
+        B=4,
+        H=1,
+        HV=1,
+        K=4,
+        V=4,
+        pool=2,
+        slots=SlotSpec(padding="alternate"),
+    )
+
+
+def test_graph_replay_patterns_fit_a_pool_smaller_than_the_batch():
+    spec = small_pool_case()
+    oracle = load_implementation("oracle")
+    run = _CaseRun(spec, oracle, None, "cpu", CaseResult(spec, "oracle", None), graph=True)
+    for step in range(1, 2 * len(GRAPH_PATTERNS) + 1):
+        run._replay_pattern(step)
+        live = run.indices[run.indices >= 0]
+        assert live.size <= spec.pool
+        assert len(set(live.tolist())) == live.size
+        assert np.all(live < spec.pool)
+        assert run.parts[0].inputs.state_indices.tolist() == run.indices.tolist()
+
+
+@pytest.mark.parametrize("bad_ref", [np.nan, np.inf])
+def test_a_finite_value_where_the_oracle_is_not_finite_is_over(bad_ref):
+    s = ErrorStats("out", "x vs oracle", 0, "tol")
+    x = np.array([[[0.5, 1.0]]])
+    ref = np.array([[[bad_ref, 1.0]]])
+    s.add(x, ref, np.full_like(x, 0.1), np.array([0]), np.array([0]))
+    assert s.over == 1 and not s.ok
+
+
+def test_matching_non_finite_values_are_not_over():
+    s = ErrorStats("out", "x vs oracle", 0, "tol")
+    x = np.array([[[np.inf, np.nan, 1.0]]])
+    s.add(x, x.copy(), np.full_like(x, 0.1), np.array([0]), np.array([0]))
+    assert s.over == 0 and s.ok
+
+
+def test_sanitize_without_the_tool_is_a_crash_not_a_pass(monkeypatch):
+    monkeypatch.setattr("harness.sanitize.sanitizer_path", lambda: None)
+    result = run_sanitized(small_pool_case(), "packed", timeout_s=10)
+    assert result.status == "crashed" and result.failed
+
+
+@pytest.mark.parametrize("keyword", ["foo and (", "no_case_has_this_name"])
+def test_bad_or_empty_selection_is_a_usage_error(tmp_path, keyword):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "c.yaml").write_text("cases:\n  - {name: one, B: 1, H: 1, HV: 1, K: 4, V: 4}\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        str(cases),
+        "-k",
+        keyword,
+        "--impl",
+        "oracle",
+        "--baseline",
+        "none",
+        "--report-dir",
+        str(tmp_path / "r"),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ")
