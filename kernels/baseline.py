@@ -27,7 +27,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.validate import check_decode_args
+from kernels.validate import (
+    check_decode_args,
+    check_index_dtype,
+    check_layout,
+    check_state_pool,
+    fail,
+)
 
 # Flattened [B, HV] gate elements per program of the gating kernel. Fixed, so
 # the kernel compiles once whatever the batch size.
@@ -215,10 +221,6 @@ def _gdn_recurrent_kernel(
         tl.store(p_out, zeros.to(p_out.dtype.element_ty), mask=mask_v)
 
 
-def _fail(name: str, what: str) -> None:
-    raise ValueError(f"{name}: {what}")
-
-
 def _check_recurrent_args(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -236,43 +238,29 @@ def _check_recurrent_args(
     slots, so anything else would be read wrongly rather than fail; these
     checks turn that into a ``ValueError`` naming the argument.
     """
-    if state_layout not in ("vk", "kv"):
-        _fail("state_layout", f"must be 'vk' or 'kv', got {state_layout!r}")
+    check_layout(state_layout)
     tensors = {"q": q, "k": k, "v": v, "g": g, "beta": beta, "state": state,
                "state_indices": state_indices, "out": out}  # fmt: skip
     ndims = {"q": 3, "k": 3, "v": 3, "g": 2, "beta": 2, "state": 4, "state_indices": 1, "out": 3}
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
-            _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
+            fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
         if t.dim() != ndims[name]:
-            _fail(name, f"expected {ndims[name]} dims, got shape {tuple(t.shape)}")
+            fail(name, f"expected {ndims[name]} dims, got shape {tuple(t.shape)}")
         if t.device != q.device:
-            _fail(name, f"is on {t.device}, but q is on {q.device}")
+            fail(name, f"is on {t.device}, but q is on {q.device}")
         if name not in ("state", "state_indices") and not t.is_contiguous():
-            _fail(name, f"must be contiguous, got strides {tuple(t.stride())}")
-    if state_indices.dtype not in (torch.int32, torch.int64):
-        _fail("state_indices", f"dtype must be int32 or int64, got {state_indices.dtype}")
-    N, HV = state.shape[0], state.shape[1]
-    if state_layout == "vk":
-        V, K = state.shape[2], state.shape[3]
-    else:
-        K, V = state.shape[2], state.shape[3]
-    if (
-        state.stride(3) != 1
-        or state.stride(2) != state.shape[3]
-        or (state.stride(1) != state.shape[2] * state.shape[3])
-    ):
-        _fail("state", f"each slot must be dense, got strides {tuple(state.stride())}")
-    if N > 1 and state.stride(0) < HV * K * V:
-        _fail("state", f"stride(0)={state.stride(0)} is smaller than one slot")
+            fail(name, f"must be contiguous, got strides {tuple(t.stride())}")
+    check_index_dtype(state_indices)
+    _, HV, K, V = check_state_pool(state, state_layout)
     B, H = q.shape[0], q.shape[1]
     expected = {"q": (B, H, K), "k": (B, H, K), "v": (B, HV, V), "g": (B, HV),
                 "beta": (B, HV), "state_indices": (B,), "out": (B, HV, V)}  # fmt: skip
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
-            _fail(name, f"shape must be {shape}, got {tuple(tensors[name].shape)}")
+            fail(name, f"shape must be {shape}, got {tuple(tensors[name].shape)}")
     if H == 0 or HV % H:
-        _fail("q", f"HV={HV} is not a multiple of H={H}")
+        fail("q", f"HV={HV} is not a multiple of H={H}")
     return B, H, HV, K, V
 
 
@@ -343,7 +331,7 @@ def baseline_recurrent(
         q, k, v, g, beta, state, state_indices, out, state_layout
     )
     if block_v is not None and (block_v < 1 or block_v & (block_v - 1)):
-        _fail("block_v", f"must be a power of two, got {block_v}")
+        fail("block_v", f"must be a power of two, got {block_v}")
     _launch_recurrent(
         q, k, v, g, beta, state, state_indices, out,
         B=B, H=H, HV=HV, K=K, V=V, scale=scale, use_qk_l2norm=use_qk_l2norm,

@@ -29,25 +29,61 @@ class DecodeDims:
     N: int
 
 
-def _fail(name: str, what: str) -> None:
+def fail(name: str, what: str) -> None:
+    """Raise the ValueError every check uses: ``"<argument>: <what is wrong>"``."""
     raise ValueError(f"{name}: {what}")
+
+
+def check_layout(state_layout: str) -> None:
+    if state_layout not in STATE_LAYOUTS:
+        fail("state_layout", f"must be one of {STATE_LAYOUTS}, got {state_layout!r}")
+
+
+def check_index_dtype(state_indices: torch.Tensor) -> None:
+    if state_indices.dtype not in INDEX_DTYPES:
+        fail("state_indices", f"dtype must be int32 or int64, got {state_indices.dtype}")
+
+
+def check_state_pool(state: torch.Tensor, state_layout: str) -> tuple[int, int, int, int]:
+    """Dense slots (only ``stride(0)`` may be padded) of positive size; (N, HV, K, V)."""
+    if (
+        state.stride(3) != 1
+        or state.stride(2) != state.shape[3]
+        or (state.stride(1) != state.shape[2] * state.shape[3])
+    ):
+        fail(
+            "state",
+            "each slot must be dense [HV, *, *] (only stride(0) may be padded), "
+            f"got strides {tuple(state.stride())}",
+        )
+    if state.shape[0] > 1 and state.stride(0) < state.shape[1] * state.shape[2] * state.shape[3]:
+        fail("state", f"stride(0)={state.stride(0)} is smaller than one slot")
+    N, HV = state.shape[0], state.shape[1]
+    if state_layout == "vk":
+        V, K = state.shape[2], state.shape[3]
+    else:
+        K, V = state.shape[2], state.shape[3]
+    for name, size in (("K", K), ("V", V), ("HV", HV)):
+        if size == 0:
+            fail("state", f"{name} must be positive, got shape {tuple(state.shape)}")
+    return N, HV, K, V
 
 
 def _check_ndim(name: str, t: torch.Tensor, ndim: int, shape_doc: str) -> None:
     if not isinstance(t, torch.Tensor):
-        _fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
+        fail(name, f"expected a torch.Tensor, got {type(t).__name__}")
     if t.dim() != ndim:
-        _fail(name, f"expected {ndim} dims {shape_doc}, got shape {tuple(t.shape)}")
+        fail(name, f"expected {ndim} dims {shape_doc}, got shape {tuple(t.shape)}")
 
 
 def _check_last_dense(name: str, t: torch.Tensor) -> None:
     if t.shape[-1] > 1 and t.stride(-1) != 1:
-        _fail(name, f"last dim must be dense (stride 1), got strides {tuple(t.stride())}")
+        fail(name, f"last dim must be dense (stride 1), got strides {tuple(t.stride())}")
 
 
 def _check_dense(name: str, t: torch.Tensor) -> None:
     if not t.is_contiguous():
-        _fail(name, f"must be dense (contiguous), got strides {tuple(t.stride())}")
+        fail(name, f"must be dense (contiguous), got strides {tuple(t.stride())}")
 
 
 def _span(t: torch.Tensor) -> tuple[int, int]:
@@ -78,8 +114,7 @@ def check_decode_args(
     state_layout: str,
 ) -> DecodeDims:
     """Validate every argument of the contract and return the derived sizes."""
-    if state_layout not in STATE_LAYOUTS:
-        _fail("state_layout", f"must be one of {STATE_LAYOUTS}, got {state_layout!r}")
+    check_layout(state_layout)
     _check_ndim("mixed_qkv", mixed_qkv, 2, "[B, 2*H*K + HV*V]")
     _check_ndim("a", a, 2, "[B, HV]")
     _check_ndim("b", b, 2, "[B, HV]")
@@ -102,73 +137,52 @@ def check_decode_args(
     device = mixed_qkv.device
     for name, t in tensors.items():
         if t.device != device:
-            _fail(name, f"is on {t.device}, but mixed_qkv is on {device}")
+            fail(name, f"is on {t.device}, but mixed_qkv is on {device}")
 
     act = mixed_qkv.dtype
     if act not in ACT_DTYPES:
-        _fail("mixed_qkv", f"dtype must be fp16, bf16 or fp32, got {act}")
+        fail("mixed_qkv", f"dtype must be fp16, bf16 or fp32, got {act}")
     for name in ("a", "b"):
         if tensors[name].dtype != act:
-            _fail(name, f"dtype {tensors[name].dtype} differs from mixed_qkv's {act}")
+            fail(name, f"dtype {tensors[name].dtype} differs from mixed_qkv's {act}")
     for name in ("A_log", "dt_bias"):
         if tensors[name].dtype not in (torch.float32, act):
-            _fail(
+            fail(
                 name, f"dtype must be fp32 or the activation dtype {act}, got {tensors[name].dtype}"
             )
     if state.dtype not in STATE_DTYPES:
-        _fail("state", f"dtype must be fp32, bf16 or fp16, got {state.dtype}")
-    if state_indices.dtype not in INDEX_DTYPES:
-        _fail("state_indices", f"dtype must be int32 or int64, got {state_indices.dtype}")
+        fail("state", f"dtype must be fp32, bf16 or fp16, got {state.dtype}")
+    check_index_dtype(state_indices)
     if out.dtype != act:
-        _fail("out", f"dtype {out.dtype} differs from mixed_qkv's {act}")
+        fail("out", f"dtype {out.dtype} differs from mixed_qkv's {act}")
 
     for name in ("mixed_qkv", "a", "b"):
         _check_last_dense(name, tensors[name])
     for name in ("A_log", "dt_bias", "out"):
         _check_dense(name, tensors[name])
-    if (
-        state.stride(3) != 1
-        or state.stride(2) != state.shape[3]
-        or (state.stride(1) != state.shape[2] * state.shape[3])
-    ):
-        _fail(
-            "state",
-            "each slot must be dense [HV, *, *] (only stride(0) may be padded), "
-            f"got strides {tuple(state.stride())}",
-        )
-    if state.shape[0] > 1 and state.stride(0) < state.shape[1] * state.shape[2] * state.shape[3]:
-        _fail("state", f"stride(0)={state.stride(0)} is smaller than one slot")
-
-    N, HV = state.shape[0], state.shape[1]
-    if state_layout == "vk":
-        V, K = state.shape[2], state.shape[3]
-    else:
-        K, V = state.shape[2], state.shape[3]
-    for name, size in (("K", K), ("V", V), ("HV", HV)):
-        if size == 0:
-            _fail("state", f"{name} must be positive, got shape {tuple(state.shape)}")
+    N, HV, K, V = check_state_pool(state, state_layout)
     B = mixed_qkv.shape[0]
     for name in ("a", "b", "state_indices", "out"):
         if tensors[name].shape[0] != B:
-            _fail(name, f"batch size {tensors[name].shape[0]} differs from mixed_qkv's {B}")
+            fail(name, f"batch size {tensors[name].shape[0]} differs from mixed_qkv's {B}")
     for name in ("a", "b", "A_log", "dt_bias"):
         if tensors[name].shape[-1] != HV:
-            _fail(name, f"has {tensors[name].shape[-1]} heads, state has HV={HV}")
+            fail(name, f"has {tensors[name].shape[-1]} heads, state has HV={HV}")
     if tuple(out.shape) != (B, HV, V):
-        _fail("out", f"shape must be {(B, HV, V)}, got {tuple(out.shape)}")
+        fail("out", f"shape must be {(B, HV, V)}, got {tuple(out.shape)}")
     qk_width = mixed_qkv.shape[1] - HV * V
     if qk_width <= 0 or qk_width % (2 * K):
-        _fail(
+        fail(
             "mixed_qkv", f"width {mixed_qkv.shape[1]} is not 2*H*K + HV*V for K={K}, V={V}, HV={HV}"
         )
     H = qk_width // (2 * K)
     if HV % H:
-        _fail("mixed_qkv", f"HV={HV} is not a multiple of H={H}")
+        fail("mixed_qkv", f"HV={HV} is not a multiple of H={H}")
 
     for name in ("mixed_qkv", "a", "b", "A_log", "dt_bias", "state", "state_indices"):
         if _overlaps(out, tensors[name]):
-            _fail("out", f"overlaps {name}")
+            fail("out", f"overlaps {name}")
     for name in ("mixed_qkv", "a", "b", "A_log", "dt_bias", "state_indices"):
         if _overlaps(state, tensors[name]):
-            _fail("state", f"overlaps {name}")
+            fail("state", f"overlaps {name}")
     return DecodeDims(B=B, H=H, HV=HV, K=K, V=V, N=N)
