@@ -904,51 +904,61 @@ def _rel_diff(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
-    """Time the oracle as the runner calls it on the largest nightly shape.
+    """Time the per-element check of one step as the runner does it, on the
+    largest nightly shape: the oracle, the bounds, two implementations and
+    their pair compared, over the check workers when the step is big.
 
-    The runner gathers ``CHUNK_BYTES`` worth of rows at a time and calls
-    ``decode_rows`` with magnitudes; this does the same for ``rows`` rows
-    (default all ``B``), reusing one chunk's inputs (values do not change
-    the cost) so that memory stays bounded. CPU, float64.
+    ``rows`` rows are timed (default all ``B``); their values repeat a few
+    rows' worth (values do not change the cost), and the implementations'
+    results are the oracle's own, so the passing path is the one timed.
     """
-    from harness.runner import CHUNK_BYTES
+    from harness import step_check
+    from harness.spec import Tolerance
+    from harness.tolerance import resolve
     from reference.oracle import decode_rows
 
     B, H, HV, K, V = (shape[k] for k in ("B", "H", "HV", "K", "V"))
     rows = B if rows is None else min(rows, B)
-    chunk = max(1, CHUNK_BYTES // (6 * HV * K * V * 8))
     rng = np.random.default_rng(seed)
-    n = min(chunk, rows)
+    n = min(rows, 4)
     qkv = rng.standard_normal((n, 2 * H * K + HV * V)).astype(np.float32).astype(np.float64)
     a, b = rng.standard_normal((n, HV)), rng.standard_normal((n, HV))
     A_log, dt_bias = rng.uniform(-1, 1, HV), rng.standard_normal(HV)
     S = rng.standard_normal((n, HV, K, V), dtype=np.float32)
-    seconds = 0.0
-    for lo in range(0, rows, chunk):
-        m = min(chunk, rows - lo)
-        t0 = time.perf_counter()
-        decode_rows(
-            qkv[:m],
-            a[:m],
-            b[:m],
-            A_log,
-            dt_bias,
-            S[:m].astype(np.float64),
-            H=H,
-            scale=K**-0.5,
-            use_qk_l2norm=True,
-            with_magnitude=True,
-        )
-        seconds += time.perf_counter() - t0
+    acts = (qkv, a, b, A_log, dt_bias)
+    ref = decode_rows(*acts, S, H=H, scale=K**-0.5)
+    out, state = ref.out.astype(np.float32), ref.state.astype(np.float32)
+
+    def make_block(chunk: np.ndarray, new_array) -> step_check.Block:
+        idx = chunk % n
+        pre = new_array((chunk.size, HV, K, V))
+        pre[:] = S[idx]
+        block = step_check.Block((qkv[idx], a[idx], b[idx], A_log, dt_bias), chunk, chunk, pre)
+        for _ in range(2):
+            o, st = new_array((chunk.size, HV, V)), new_array((chunk.size, HV, K, V))
+            o[:], st[:] = out[idx], state[idx]
+            block.tested.append((o, st))
+        return block
+
+    ctx = step_check.StepContext(
+        H, K**-0.5, True, resolve(Tolerance(), "bf16", K), resolve(Tolerance(), "fp32", K), 0
+    )
+    t0 = time.perf_counter()
+    stats = step_check.check_blocks(ctx, rows, 2, (HV, K, V), make_block)
+    seconds = time.perf_counter() - t0
+    if not all(s.ok for s in stats):
+        raise RuntimeError("the timed check failed on the oracle's own results")
+    elems = rows * HV * K * V
     return {
         "shape": dict(shape),
         "rows_timed": rows,
-        "chunk_rows": chunk,
+        "workers": step_check.default_workers() if elems >= step_check.POOL_MIN_ELEMS else 1,
         "seconds": seconds,
         "seconds_full_batch": seconds * B / rows,
+        "ns_per_state_element": seconds / elems * 1e9,
         "extrapolated": rows < B,
-        "what": "reference.oracle.decode_rows with magnitudes, float64, in the runner's chunks"
-        " (one decode step of one implementation group; input upcast included)",
+        "what": "one step's per-element check (harness.step_check): oracle with magnitudes, "
+        "bounds, two implementations and their pair compared, host copies included",
     }
 
 
@@ -1115,8 +1125,9 @@ def harness_cost_lines(cost: dict) -> list[str]:
         s = o["shape"]
         extra = f" (timed {o['rows_timed']} rows, scaled linearly)" if o["extrapolated"] else ""
         lines.append(
-            f"oracle, one step at B={s['B']} H={s['H']} HV={s['HV']} K={s['K']} V={s['V']}: "
-            f"{o['seconds_full_batch']:.1f} s{extra}, chunks of {o['chunk_rows']} rows"
+            f"check of one step at B={s['B']} H={s['H']} HV={s['HV']} K={s['K']} V={s['V']}: "
+            f"{o['seconds_full_batch']:.1f} s{extra}, {o['ns_per_state_element']:.2f} ns per "
+            f"state element, {o['workers']} check workers"
         )
     r = cost.get("runner")
     if r:
@@ -1486,7 +1497,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> dict:
                 cost["runner"] = runner_overhead(device, cfg.dry)
             except Exception as exc:
                 cost["runner_error"] = f"{type(exc).__name__}: {exc}"
-            _log("timing the oracle on the largest nightly shape (CPU) ...")
+            _log("timing the per-element check on the largest nightly shape (CPU) ...")
             try:
                 shape = DRY_ORACLE_SHAPE if cfg.dry else ORACLE_SHAPE
                 cost["oracle"] = oracle_cost(shape, cfg.oracle_rows, cfg.seed)

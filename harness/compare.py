@@ -69,40 +69,62 @@ class ErrorStats:
         self,
         x: np.ndarray,
         ref: np.ndarray,
-        bound: np.ndarray,
+        bound: np.ndarray | None,
         rows: np.ndarray,
         slots: np.ndarray,
+        head0: int = 0,
+        ref_floor: np.ndarray | None = None,
     ) -> None:
-        """Fold in a chunk: arrays ``[R, HV, V]`` or ``[R, HV, K, V]`` (float64)."""
+        """Fold in a piece: arrays ``[R, h, V]`` or ``[R, h, K, V]`` of value heads
+        ``head0 .. head0 + h``.
+
+        ``bound`` None: differences are reported (max abs, max rel, RMS), not
+        checked. ``ref_floor``, ``max(|ref|, tiny)``, may be passed in when
+        several arrays are compared with one reference.
+        """
         if x.size == 0:
             return
         self.n += x.size
-        if np.isfinite(x).all() and np.isfinite(ref).all():
-            err = np.subtract(x, ref)
-            np.abs(err, out=err)
-            self.err_sq += float(np.vdot(err.ravel(), err.ravel()))
-            self.ref_sq += float(np.vdot(ref.ravel(), ref.ravel()))
-            ratio = err / bound
+        ref = np.asarray(ref, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.subtract(x, ref, dtype=np.float64)
+        np.abs(err, out=err)
+        err_sq = float(np.vdot(err.ravel(), err.ravel()))
+        ref_sq = float(np.vdot(ref.ravel(), ref.ravel()))
+        if math.isfinite(err_sq) and math.isfinite(ref_sq):  # the common case
+            self.err_sq += err_sq
+            self.ref_sq += ref_sq
+            ratio = None if bound is None else np.divide(err, bound)
+            if ref_floor is None:
+                ref_floor = relative_floor(ref)
+            rel = np.divide(err, ref_floor)
         else:
             err = self._nonfinite_err(x, ref)
+            ratio = None
+            if bound is not None:
+                with np.errstate(invalid="ignore"):
+                    ratio = np.where(err == 0, 0.0, err / bound)
+                ratio[np.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
             with np.errstate(invalid="ignore"):
-                ratio = np.where(err == 0, 0.0, err / bound)
-            ratio[np.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
-        self.over += int(np.count_nonzero(ratio > 1.0))
-        rel = np.abs(ref)
-        np.maximum(rel, np.finfo(np.float64).tiny, out=rel)
-        with np.errstate(invalid="ignore"):
-            np.divide(err, rel, out=rel)
-        rel[np.isnan(rel)] = np.inf  # an error against an infinite reference
-        self._track("max_abs", err, rows, slots)
-        self._track("max_rel", rel, rows, slots)
-        if self._track("worst_ratio", ratio, rows, slots, loc_attr="worst_at"):
-            at = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+                rel = np.divide(err, relative_floor(ref))
+            rel[np.isnan(rel)] = np.inf  # an error against an infinite reference
+        self._track("max_abs", err, rows, slots, head0)
+        self._track("max_rel", rel, rows, slots, head0)
+        if ratio is not None:
+            self._add_ratio(ratio, x, ref, rows, slots, head0)
+
+    def _add_ratio(self, ratio: np.ndarray, x, ref, rows, slots, head0: int) -> None:
+        per_cell = _cell_max(ratio)
+        flat = _argmax(ratio, per_cell)
+        worst = float(ratio.flat[flat])
+        if worst > 1.0:  # counting is a pass of its own: only when something is over
+            self.over += int(np.count_nonzero(ratio > 1.0))
+            self._track_cells(per_cell, slots, head0)
+        if self._track("worst_ratio", ratio, rows, slots, head0, "worst_at", flat):
+            at = np.unravel_index(flat, ratio.shape)
             self.worst_value = (float(x[at]), float(ref[at]))
-        per_head = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=(0, 2))
-        for h, r in enumerate(per_head.tolist()):
+        for h, r in enumerate(per_cell.max(axis=0).tolist(), start=head0):
             self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
-        self._track_cells(ratio, slots)
 
     def _nonfinite_err(self, x: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """|x - ref| with NaN/Inf in either: a NaN or Inf where ref is finite is infinite
@@ -121,12 +143,12 @@ class ErrorStats:
         self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
         return err
 
-    def _track_cells(self, ratio: np.ndarray, slots: np.ndarray) -> None:
-        per_cell = ratio.reshape(ratio.shape[0], ratio.shape[1], -1).max(axis=2)
+    def _track_cells(self, per_cell: np.ndarray, slots: np.ndarray, head0: int) -> None:
+        """Keep (slot, head) cells over the bound: ``per_cell [R, HV]`` is the max ratio."""
         for r, h in zip(*np.nonzero(per_cell > 1.0), strict=True):
             if len(self.cells) >= MAX_CELLS:
                 return
-            key = (int(slots[r]), int(h))
+            key = (int(slots[r]), head0 + int(h))
             self.cells[key] = max(self.cells.get(key, 0.0), float(per_cell[r, h]))
 
     def merge(self, other: ErrorStats) -> None:
@@ -152,13 +174,23 @@ class ErrorStats:
             if key in self.cells or len(self.cells) < MAX_CELLS:
                 self.cells[key] = max(self.cells.get(key, 0.0), r)
 
-    def _track(self, attr: str, values: np.ndarray, rows, slots, loc_attr: str | None = None):
-        flat = int(np.argmax(values))
+    def _track(
+        self,
+        attr: str,
+        values: np.ndarray,
+        rows,
+        slots,
+        head0: int = 0,
+        loc_attr: str | None = None,
+        flat: int | None = None,
+    ) -> bool:
+        flat = _argmax(values, _cell_max(values)) if flat is None else flat
         best = float(values.flat[flat])
         if best <= getattr(self, attr) and getattr(self, loc_attr or f"{attr}_at") is not None:
             return False
         setattr(self, attr, best)
-        setattr(self, loc_attr or f"{attr}_at", _locate(values.shape, flat, rows, slots))
+        loc = _locate(values.shape, flat, rows, slots, head0)
+        setattr(self, loc_attr or f"{attr}_at", loc)
         return True
 
     def summary(self) -> str:
@@ -193,13 +225,35 @@ class ErrorStats:
         return d
 
 
+def relative_floor(ref: np.ndarray) -> np.ndarray:
+    """``max(|ref|, tiny)``: the denominator of relative errors."""
+    floor = np.abs(ref, dtype=np.float64)
+    np.maximum(floor, np.finfo(np.float64).tiny, out=floor)
+    return floor
+
+
+def _cell_max(a: np.ndarray) -> np.ndarray:
+    """Max over each (row, head) cell of a C-contiguous ``[R, h, ...]`` array."""
+    return a.reshape(a.shape[0], a.shape[1], -1).max(axis=2)
+
+
+def _argmax(a: np.ndarray, per_cell: np.ndarray) -> int:
+    """``np.argmax(a)`` (first maximum, flat index) found through the cell maxima:
+    one pass over the winning cell instead of another over the whole array."""
+    cell = int(np.argmax(per_cell))
+    size = a.size // per_cell.size
+    return cell * size + int(np.argmax(a.reshape(-1, size)[cell]))
+
+
 def _finite(x: float) -> float | str:
     return x if math.isfinite(x) else str(x)
 
 
-def _locate(shape: tuple[int, ...], flat: int, rows: np.ndarray, slots: np.ndarray) -> Location:
+def _locate(
+    shape: tuple[int, ...], flat: int, rows: np.ndarray, slots: np.ndarray, head0: int = 0
+) -> Location:
     at = np.unravel_index(flat, shape)
-    r, h = int(at[0]), int(at[1])
+    r, h = int(at[0]), head0 + int(at[1])
     k = int(at[2]) if len(shape) == 4 else None
     return Location(row=int(rows[r]), slot=int(slots[r]), head=h, k=k, v=int(at[-1]))
 

@@ -52,7 +52,7 @@ class IsolatedRunner:
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_worker, args=(child, *self.args), daemon=True)
+        self.proc = self.ctx.Process(target=_worker, args=(child, *self.args))
         self.proc.start()
         child.close()
         self.conn = parent

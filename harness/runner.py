@@ -11,12 +11,9 @@ from it, checked against the baseline's own drift.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import time
 import traceback
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +24,10 @@ from harness.compare import DriftStats, ErrorStats, rel_rms
 from harness.registry import Implementation
 from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from harness.spec import CaseSpec
+from harness.step_check import Block, StepContext, check_blocks
 from harness.tolerance import EPS, ElementTol, resolve
-from reference.oracle import RowsResult, decode_rows
+from reference.oracle import decode_rows
 
-# float64 state per chunk of rows: under glibc's mmap threshold, so the
-# oracle's temporaries reuse heap memory instead of faulting in fresh pages
-CHUNK_BYTES = 16 * 2**20
-MAX_THREADS = 16
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
 GRAPH_REPLAYS = 5  # CUDA-graph mode: replays per case, each with a new padding pattern
 GRAPH_PATTERNS = ("none", "alternate", "all", "random", "first", "last")
@@ -50,13 +44,25 @@ def tier_runnable(tier: str, device: str) -> str | None:
     return None
 
 
+def _host(t: torch.Tensor) -> np.ndarray:
+    """Values on the host, exactly, at no more than fp32 width (the copy is the slow part)."""
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()  # exact, and NumPy has no bfloat16
+    return t.contiguous().cpu().numpy()
+
+
 def _f64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
+    return _host(t).astype(np.float64)
 
 
-def _threads(chunks: int) -> int:
-    """Chunks are checked in parallel: NumPy releases the GIL on large arrays."""
-    return max(1, min(chunks, os.cpu_count() or 1, MAX_THREADS))
+def _copy_out(t: torch.Tensor, new_array) -> np.ndarray:
+    """``t`` as float32 (exact for every state and output dtype) in a host array
+    from ``new_array(shape)``."""
+    t = t.detach().float().contiguous()
+    dst = new_array(tuple(t.shape))
+    torch.from_numpy(dst).copy_(t)
+    return dst
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -134,9 +140,13 @@ class _CaseRun:
             inputs.state_indices.copy_(new.to(inputs.state_indices.dtype))
 
     # --- helpers ---------------------------------------------------------------
+    def _oriented(self, slots: torch.Tensor) -> torch.Tensor:
+        """Slots in the canonical ``[R, HV, K, V]`` orientation (a view)."""
+        return slots if self.spec.layout.state_layout == "kv" else slots.transpose(-1, -2)
+
     def _canonical(self, slots: torch.Tensor) -> np.ndarray:
-        arr = _f64(slots)
-        return arr if self.spec.layout.state_layout == "kv" else np.swapaxes(arr, -1, -2)
+        """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
+        return _host(self._oriented(slots))
 
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
@@ -166,29 +176,6 @@ class _CaseRun:
             return False
         return True
 
-    def _row_chunks(self) -> Iterator[np.ndarray]:
-        per_row = self.spec.HV * self.spec.K * self.spec.V * 8
-        spread = -(-self.live_rows.size // _threads(self.live_rows.size))
-        n = max(1, min(CHUNK_BYTES // per_row, spread))
-        for start in range(0, self.live_rows.size, n):
-            yield np.arange(start, min(start + n, self.live_rows.size))
-
-    def _oracle(self, acts, pre_state: torch.Tensor, chunk: np.ndarray) -> RowsResult:
-        qkv, a, b, A_log, dt_bias = acts
-        rows = self.live_rows[chunk]
-        return decode_rows(
-            qkv[rows],
-            a[rows],
-            b[rows],
-            A_log,
-            dt_bias,
-            self._canonical(pre_state[torch.as_tensor(chunk, device=self.device)]),
-            H=self.spec.H,
-            scale=self.spec.effective_scale,
-            use_qk_l2norm=self.spec.use_qk_l2norm,
-            with_magnitude=True,
-        )
-
     def _activations(self) -> tuple[np.ndarray, ...]:
         b = self.base
         return tuple(_f64(t) for t in (b.mixed_qkv, b.a, b.b, b.A_log, b.dt_bias))
@@ -196,7 +183,7 @@ class _CaseRun:
     def _tested(self, part: _Participant, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = torch.as_tensor(self.live_rows[chunk], device=self.device)
         slots = self.live_slots_t[torch.as_tensor(chunk, device=self.device)]
-        return _f64(part.inputs.out[rows]), self._canonical(part.inputs.state[slots])
+        return _host(part.inputs.out[rows]), self._canonical(part.inputs.state[slots])
 
     def _stats(self, quantity: str, pair: str, step: int, tol: ElementTol) -> ErrorStats:
         s = ErrorStats(quantity=quantity, pair=pair, step=step, tolerance=tol.describe())
@@ -290,18 +277,28 @@ class _CaseRun:
     def _check_values(self, alive: list[_Participant], acts, step: int) -> None:
         shared = step == 0  # every participant starts from the same state
         groups = [alive] if shared and alive else [[p] for p in alive]
-        totals = [self._group_totals(group, step) for group in groups]
-        jobs = [(g, chunk) for g in range(len(groups)) for chunk in self._row_chunks()]
-        with ThreadPoolExecutor(max_workers=_threads(len(jobs))) as pool:
-            parts = pool.map(
-                lambda job: self._chunk_stats(groups[job[0]], acts, job[1], step), jobs
+        ctx = StepContext(
+            H=self.spec.H,
+            scale=self.spec.effective_scale,
+            use_qk_l2norm=self.spec.use_qk_l2norm,
+            tol_out=self.tol_out,
+            tol_state=self.tol_state,
+            step=step,
+        )
+        shape = (self.spec.HV, self.spec.K, self.spec.V)
+        for group in groups:
+            totals = self._group_totals(group, step)
+            parts = check_blocks(
+                ctx,
+                self.live_rows.size,
+                len(group),
+                shape,
+                lambda chunk, new_array, g=group: self._block(g, acts, chunk, new_array),
             )
-            for (g, _), chunk_parts in zip(jobs, parts, strict=True):
-                for total, part in zip(totals[g], chunk_parts, strict=True):
-                    total.merge(part)
-        for group, group_totals in zip(groups, totals, strict=True):
+            for total, part in zip(totals, parts, strict=True):
+                total.merge(part)
             own = {f"{p.impl.spec} vs oracle": p.impl.spec for p in group}
-            for s in group_totals:
+            for s in totals:
                 if not s.ok:
                     self._violate("values", own.get(s.pair, s.pair), step, s.summary())
 
@@ -309,30 +306,33 @@ class _CaseRun:
         names = [f"{p.impl.spec} vs oracle" for p in group]
         if len(group) == 2:
             names.append(f"{group[0].impl.spec} vs {group[1].impl.spec}")
-        return [
+        totals = [
             self._stats(q, n, step, tol)
             for n in names
             for q, tol in (("out", self.tol_out), ("state", self.tol_state))
         ]
+        for s in totals[4:]:  # implementation vs implementation: both are checked vs the oracle
+            s.checked = False
+        return totals
 
-    def _chunk_stats(self, group, acts, chunk: np.ndarray, step: int) -> list[ErrorStats]:
-        """Stats of one chunk of rows, in the order of ``_check_values``'s totals."""
-        ref = self._oracle(acts, group[0].pre_state, chunk)
+    def _block(self, group, acts, chunk: np.ndarray, new_array) -> Block:
+        """Host copies for live rows ``chunk``: the group's pre-step states and results."""
+        qkv, a, b, A_log, dt_bias = acts
         rows, slots = self.live_rows[chunk], self.live_slots[chunk]
-        bound_out = self.tol_out.bound(ref.out, ref.out_mag)
-        bound_state = self.tol_state.bound(ref.state, ref.state_mag)
-        tested = [self._tested(p, chunk) for p in group]
-        pairs = [(out, ref.out, st, ref.state, 1.0) for out, st in tested]
-        if len(group) == 2:
-            pairs.append((tested[0][0], tested[1][0], tested[0][1], tested[1][1], 2.0))
-        parts = []
-        for out, out_ref, st, st_ref, widen in pairs:
-            so = ErrorStats("out", "", step, "")
-            so.add(out, out_ref, widen * bound_out, rows, slots)
-            ss = ErrorStats("state", "", step, "")
-            ss.add(st, st_ref, widen * bound_state, rows, slots)
-            parts += [so, ss]
-        return parts
+        chunk_t = torch.as_tensor(chunk, device=self.device)
+        rows_t = torch.as_tensor(rows, device=self.device)
+        slots_t = self.live_slots_t[chunk_t]
+        block = Block(
+            acts=(qkv[rows], a[rows], b[rows], A_log, dt_bias),
+            rows=rows,
+            slots=slots,
+            pre=_copy_out(self._oriented(group[0].pre_state[chunk_t]), new_array),
+        )
+        for p in group:
+            out = _copy_out(p.inputs.out[rows_t], new_array)
+            state = _copy_out(self._oriented(p.inputs.state[slots_t]), new_array)
+            block.tested.append((out, state))
+        return block
 
     def _check_drift(self, alive: list[_Participant], acts, step: int) -> None:
         qkv, a, b, A_log, dt_bias = acts

@@ -57,6 +57,11 @@ def split_qkv(qkv: np.ndarray, H: int, HV: int, K: int, V: int):
     return np.repeat(q, group, axis=1), np.repeat(k, group, axis=1), v
 
 
+def _vecmat(x: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``x [R, HV, K] @ M [R, HV, K, V] -> [R, HV, V]``, one vector-matrix product per head."""
+    return np.einsum("rhk,rhkv->rhv", x, M)
+
+
 def gates(a: np.ndarray, b: np.ndarray, A_log: np.ndarray, dt_bias: np.ndarray):
     """Decay exponent g and write strength beta, both [R, HV]."""
     g = -np.exp(A_log)[None, :] * _softplus(a + dt_bias[None, :])
@@ -77,30 +82,37 @@ def decode_rows(
     scale: float,
     use_qk_l2norm: bool = True,
     with_magnitude: bool = False,
+    heads: slice | None = None,
 ) -> RowsResult:
-    """One decode step for R live rows whose states ``S [R, HV, K, V]`` are gathered."""
+    """One decode step for R live rows whose states ``S [R, HV, K, V]`` are gathered.
+
+    With ``heads``, ``S`` holds only those value heads (``[R, len(heads), K,
+    V]``) and so do the results: callers slice big states into pieces that
+    stay in the CPU's caches.
+    """
     f = np.float64
-    qkv, a, b = qkv.astype(f), a.astype(f), b.astype(f)
-    A_log, dt_bias, S = A_log.astype(f), dt_bias.astype(f), S.astype(f)
-    _, HV, K, V = S.shape
+    qkv, a, b = (np.asarray(x, dtype=f) for x in (qkv, a, b))
+    A_log, dt_bias = np.asarray(A_log, dtype=f), np.asarray(dt_bias, dtype=f)
+    K, V = S.shape[2:]
+    HV = a.shape[1]
     q, k, v = split_qkv(qkv, H, HV, K, V)
     if use_qk_l2norm:
         q, k = _l2norm(q), _l2norm(k)
     q = q * scale
     g, beta = gates(a, b, A_log, dt_bias)
-    decay = np.exp(g)[..., None, None]
-    S_dec = S * decay
-    kS = np.einsum("rhk,rhkv->rhv", k, S_dec)
-    u = (v - kS) * beta[..., None]
-    S_new = S_dec + k[..., :, None] * u[..., None, :]
-    out = np.einsum("rhk,rhkv->rhv", q, S_new)
-    res = RowsResult(out=out, state=S_new)
+    if heads is not None:
+        q, k, v, g, beta = (x[:, heads] for x in (q, k, v, g, beta))
+    S_new = np.multiply(S, np.exp(g)[..., None, None], dtype=f)  # decayed, updated below
+    S_abs = np.abs(S_new) if with_magnitude else None
+    u = (v - _vecmat(k, S_new)) * beta[..., None]
+    S_new += k[..., :, None] * u[..., None, :]
+    res = RowsResult(out=_vecmat(q, S_new), state=S_new)
     if with_magnitude:
-        S_abs = np.abs(S_dec)
         k_abs = np.abs(k)
-        u_mag = (np.abs(v) + np.einsum("rhk,rhkv->rhv", k_abs, S_abs)) * beta[..., None]
-        res.state_mag = S_abs + k_abs[..., :, None] * u_mag[..., None, :]
-        res.out_mag = np.einsum("rhk,rhkv->rhv", np.abs(q), res.state_mag)
+        u_mag = (np.abs(v) + _vecmat(k_abs, S_abs)) * beta[..., None]
+        S_abs += k_abs[..., :, None] * u_mag[..., None, :]
+        res.state_mag = S_abs
+        res.out_mag = _vecmat(np.abs(q), S_abs)
     return res
 
 
