@@ -7,6 +7,7 @@ bad case files.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -229,11 +230,16 @@ def _register_optional(sub) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except case_mod.CaseFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except (ImplError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `gdn-harness list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return EXIT_USAGE
 
 

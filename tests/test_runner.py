@@ -90,3 +90,63 @@ def test_bad_or_empty_selection_is_a_usage_error(tmp_path, keyword):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ")
+
+
+def test_list_into_a_closed_pipe_ends_quietly():
+    cmd = [sys.executable, "-m", "harness", "list", "--tier", "all", "cases"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"cases/")
+    proc.stdout.close()  # like `| head -1`
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in proc.stderr.read()
+
+
+SUMS = ("err_sq", "ref_sq", "rms_ratio")  # summed in another order over other blocks
+
+
+def _stats_dicts(result) -> list[dict]:
+    return [{k: v for k, v in s.to_dict().items() if k not in SUMS} for s in result.stats]
+
+
+def _sums(result) -> list[float]:
+    return [getattr(s, k) for s in result.stats for k in SUMS]
+
+
+def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
+    """A failing two-step case gives the same stats, violations and locations
+    whether its steps are checked here or by the check workers."""
+    from harness import step_check
+    from harness.runner import run_case
+
+    if str(ROOT) not in sys.path:
+        monkeypatch.syspath_prepend(str(ROOT))
+    spec = CaseSpec(
+        file="<test>",
+        name="pool_path",
+        line=1,
+        B=6,
+        H=2,
+        HV=4,
+        K=32,
+        V=24,
+        pool=9,
+        steps=2,
+        slots=SlotSpec(padding="alternate", order="permutation"),
+    )
+    impl = load_implementation("tests.planted.bugs:beta_bf16")
+    base = load_implementation("oracle")
+    here = run_case(spec, impl, base, "cpu")
+    pool = step_check.CheckPool(2)
+    monkeypatch.setattr(step_check, "_POOL", pool)
+    monkeypatch.setattr(step_check, "POOL_MIN_ELEMS", 0)
+    monkeypatch.setattr(step_check, "default_workers", lambda: 2)
+    monkeypatch.setattr(step_check, "BLOCK_BYTES", 4 * 32 * 24 * 4 * 3)  # a row a block
+    try:
+        there = run_case(spec, impl, base, "cpu")
+        assert pool._exec is not None and len(pool._exec._processes) == 2
+    finally:
+        pool.close()
+    assert here.status == there.status == "failed"
+    assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
+    assert _stats_dicts(here) == _stats_dicts(there)
+    assert _sums(here) == pytest.approx(_sums(there), rel=1e-12)
