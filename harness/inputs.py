@@ -17,7 +17,9 @@ depends on the device RNG.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +64,7 @@ INT_SENTINELS: dict[torch.dtype, int] = {
 RANDOM_STATE_LIMIT = 1 << 24
 _CHUNK_ELEMS = 1 << 24  # elements per chunk when filling big pools
 
-_TAGS = {"qkv": 1, "a": 2, "b": 3, "A_log": 4, "dt_bias": 5, "state": 6}
+_TAGS = {"qkv": 1, "a": 2, "b": 3, "A_log": 4, "dt_bias": 5, "state": 6, "state_chunk": 7}
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -459,17 +461,28 @@ def _fill_state(buf: GuardedBuffer, spec: CaseSpec, indices: list[int]) -> None:
     """Random slots (all, or those live rows name on big pools); pattern elsewhere."""
     N, E = spec.pool, spec.HV * spec.V * spec.K
     slots = buf.data2d()[:, :E]
-    gen, std = _generator(spec, "state"), spec.values.state_std
+    std = spec.values.state_std
     if N * E <= RANDOM_STATE_LIMIT:
-        _store(slots, torch.randn(N, E, generator=gen) * std)
+        _store(slots, torch.randn(N, E, generator=_generator(spec, "state")) * std)
         return
     _fill_pattern(slots, std)
     live = sorted({s for s in indices if 0 <= s < N})
     rows = max(1, _CHUNK_ELEMS // max(E, 1))
-    for i in range(0, len(live), rows):
-        chunk = live[i : i + rows]
-        values = (torch.randn(len(chunk), E, generator=gen) * std).to(slots.dtype)
-        slots[torch.tensor(chunk, device=slots.device)] = values.to(slots.device)
+    chunks = [live[i : i + rows] for i in range(0, len(live), rows)]
+
+    def values(i: int) -> torch.Tensor:  # a stream per chunk: chunks are drawn in parallel
+        gen = _generator(spec, "state_chunk", i)
+        return (torch.randn(len(chunks[i]), E, generator=gen) * std).to(slots.dtype)
+
+    with ThreadPoolExecutor(max_workers=_draw_threads(len(chunks))) as pool:
+        for chunk, vals in zip(chunks, pool.map(values, range(len(chunks))), strict=True):
+            slots[torch.tensor(chunk, device=slots.device)] = vals.to(slots.device)
+
+
+def _draw_threads(chunks: int) -> int:
+    """Threads drawing the live slots of a big pool (torch releases the GIL)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(chunks, cpus or 1, 16))
 
 
 # --- inputs --------------------------------------------------------------------

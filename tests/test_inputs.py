@@ -380,6 +380,20 @@ def test_big_pool_live_slots_depend_on_seed():
     assert torch.equal(x.state[7], y.state[7])  # pattern slot: seed-independent
 
 
+def test_big_pool_draws_do_not_depend_on_threads(monkeypatch):
+    pool = inp.RANDOM_STATE_LIMIT // 256 + 1
+    spec = make_spec(B=7, H=1, HV=1, K=16, V=16, pool=pool, slots=SlotSpec(order="spread"))
+    monkeypatch.setattr(inp, "_CHUNK_ELEMS", 2 * 256)  # two slots a chunk: four chunks
+    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 1)
+    one = inp.build_inputs(spec)
+    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 3)
+    three = inp.build_inputs(spec)
+    assert bits_equal(one.state, three.state)
+    idx = torch.tensor(inp.slot_indices(spec))
+    live = one.state[idx].reshape(7, -1)
+    assert len({tuple(r.tolist()) for r in live}) == 7  # every chunk its own stream
+
+
 # --- overrides -----------------------------------------------------------------------
 
 
