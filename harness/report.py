@@ -167,7 +167,8 @@ def _fmt(x) -> str:
 
 
 def errors_markdown(rows: list[dict]) -> str:
-    """Largest errors per case and pair (over all steps), worst element vs its bound."""
+    """Largest errors per case and pair (over all steps), worst element vs its bound;
+    a pair that is only reported (implementation vs implementation) has no bound."""
     out = [
         "### Largest errors per case",
         "",
@@ -177,17 +178,21 @@ def errors_markdown(rows: list[dict]) -> str:
     for r in rows:
         pairs: dict[str, dict[str, dict]] = {}
         for st in r["stats"]:
+            rank = "worst_ratio" if st.get("checked", True) else "max_abs"
             cur = pairs.setdefault(st["pair"], {}).get(st["quantity"])
-            if cur is None or _key(st["worst_ratio"]) > _key(cur["worst_ratio"]):
+            if cur is None or _key(st[rank]) > _key(cur[rank]):
                 pairs[st["pair"]][st["quantity"]] = st
         for pair, q in pairs.items():
             o, s_ = q.get("out", {}), q.get("state", {})
             out.append(
                 f"| `{r['name']}` | {pair} | {_fmt(o.get('max_abs', '-'))} | "
-                f"{_fmt(o.get('worst_ratio', '-'))} | {_fmt(s_.get('max_abs', '-'))} | "
-                f"{_fmt(s_.get('worst_ratio', '-'))} |"
+                f"{_ratio(o)} | {_fmt(s_.get('max_abs', '-'))} | {_ratio(s_)} |"
             )
     return "\n".join(out) + "\n"
+
+
+def _ratio(st: dict) -> str:
+    return _fmt(st["worst_ratio"]) if st and st.get("checked", True) else "-"
 
 
 def _key(x) -> float:
