@@ -2,21 +2,22 @@
 
 They run the Triton kernels under the interpreter on CPU, so shapes stay
 small (B <= 5, K and V <= 48 mostly, a few tail shapes up to 100). Each case
-builds its inputs from a seed, hands the baseline torch tensors and the
-oracle float64 copies of the same stored values, and compares. Beyond the
-values, every case checks that the NaN-poisoned output is fully written,
-that padding rows are exact zeros, that every state element outside the
-live slots (other slots, page padding between slots, guard elements) is
-bit-identical, and that the inputs are left unmodified.
+builds its inputs from a seed (tests/kernel_inputs.py), hands the baseline
+torch tensors and the oracle float64 copies of the same stored values, and
+compares. Beyond the values, every case checks that the NaN-poisoned output
+is fully written, that padding rows are exact zeros, that every state element
+outside the live slots (other slots, page padding between slots, guard
+elements) is bit-identical, and that the inputs are left unmodified.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from kernel_inputs import GUARD, DecodeInputs, decode_inputs
 
 import kernels  # noqa: F401  (sets TRITON_INTERPRET before the kernel modules load)
 from kernels.baseline import baseline_decode, baseline_gates, baseline_recurrent
@@ -27,33 +28,7 @@ F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 # dtype: a few units of the final rounding (bf16 eps 7.8e-3, fp16 9.8e-4), and
 # for fp32 far below any bf16 rounding of an intermediate.
 TOL = {F32: 1e-5, F16: 2e-3, BF16: 1e-2}
-GUARD = 16  # elements before and after the state pool and out, which must stay untouched
 BITS = {F32: torch.int32, F16: torch.int16, BF16: torch.int16}
-
-
-@dataclass
-class Case:
-    """One decode step's inputs as torch tensors, plus what the checks need."""
-
-    mixed_qkv: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
-    A_log: torch.Tensor
-    dt_bias: torch.Tensor
-    state: torch.Tensor
-    state_indices: torch.Tensor
-    out: torch.Tensor
-    state_store: torch.Tensor  # flat buffer behind state, with guards and page padding
-    out_store: torch.Tensor  # flat buffer behind out, with guards
-    layout: str
-    H: int
-    K: int
-    V: int
-    inputs_before: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def args(self) -> tuple[torch.Tensor, ...]:
-        return (self.mixed_qkv, self.a, self.b, self.A_log, self.dt_bias, self.state,
-                self.state_indices, self.out)  # fmt: skip
 
 
 def make_case(
@@ -65,77 +40,25 @@ def make_case(
     V: int = 32,
     N: int | None = None,
     slots: list[int] | None = None,
-    act: torch.dtype = F32,
-    state_dtype: torch.dtype = F32,
-    param_dtype: torch.dtype = F32,
-    index_dtype: torch.dtype = torch.int32,
-    layout: str = "vk",
-    qkv_col_offset: int = 0,
-    qkv_extra_cols: int = 0,
-    ab_packed: bool = False,
-    slot_pad: int = 0,
-    qk_scale: float = 1.0,
-    seed: int = 0,
-) -> Case:
-    """Build a case; columns/rows that must not be read hold NaN where possible."""
-    gen = torch.Generator().manual_seed(seed)
+    **options: Any,
+) -> DecodeInputs:
+    """``decode_inputs`` with this file's defaults; the pool has one slot more than the batch."""
+    slots = list(range(B)) if slots is None else slots
+    N = B + 1 if N is None else N
+    return decode_inputs(B=B, H=H, HV=HV, K=K, V=V, N=N, slots=slots, **options)
 
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen)
 
-    N = N if N is not None else B + 1
-    slots = slots if slots is not None else list(range(B))
-    assert len(slots) == B
-    pad_rows = [i for i, s in enumerate(slots) if s < 0]
-
-    W = 2 * H * K + HV * V
-    qkv_buf = torch.full((B, qkv_col_offset + W + qkv_extra_cols), float("nan"), dtype=act)
-    mixed_qkv = qkv_buf[:, qkv_col_offset : qkv_col_offset + W]
-    vals = randn(B, W)
-    vals[:, : 2 * H * K] *= qk_scale
-    mixed_qkv.copy_(vals.to(act))
-    mixed_qkv[pad_rows] = float("nan")  # padding rows must not be read
-
-    if ab_packed:
-        ab = torch.empty(B, 2 * HV, dtype=act)
-        a, b = ab[:, :HV], ab[:, HV:]
-    else:
-        a, b = torch.empty(B, HV, dtype=act), torch.empty(B, HV, dtype=act)
-    a.copy_(randn(B, HV).to(act))
-    b.copy_((2 * randn(B, HV)).to(act))
-    A_log = (torch.rand(HV, generator=gen) * 2 - 1).to(param_dtype)
-    dt_bias = randn(HV).to(param_dtype)
-
-    slot_shape = (HV, V, K) if layout == "vk" else (HV, K, V)
-    slot_elems = HV * K * V
-    slot_stride = slot_elems + slot_pad
-    state_store = torch.full((2 * GUARD + N * slot_stride,), -777.0, dtype=state_dtype)
-    state = state_store[GUARD:].as_strided(
-        (N, *slot_shape), (slot_stride, slot_shape[1] * slot_shape[2], slot_shape[2], 1)
-    )
-    state.copy_((0.5 * randn(N, *slot_shape)).to(state_dtype))
-
-    out_store = torch.full((2 * GUARD + B * HV * V,), float("nan"), dtype=act)
-    out = out_store[GUARD : GUARD + B * HV * V].view(B, HV, V)
-
-    case = Case(
-        mixed_qkv=mixed_qkv, a=a, b=b, A_log=A_log, dt_bias=dt_bias, state=state,
-        state_indices=torch.tensor(slots, dtype=index_dtype), out=out,
-        state_store=state_store, out_store=out_store, layout=layout, H=H, K=K, V=V,
-    )  # fmt: skip
-    case.inputs_before = {
-        "qkv_buf": qkv_buf.clone(), "a": a.clone(), "b": b.clone(), "A_log": A_log.clone(),
-        "dt_bias": dt_bias.clone(), "state_indices": case.state_indices.clone(),
-    }  # fmt: skip
-    case.inputs_before["qkv_buf_ref"] = qkv_buf
-    return case
+def input_snapshot(case: DecodeInputs) -> dict[str, torch.Tensor]:
+    """Copies of the inputs no kernel may modify (all of mixed_qkv's buffer included)."""
+    names = ("qkv_store", "a", "b", "A_log", "dt_bias", "state_indices")
+    return {name: getattr(case, name).clone() for name in names}
 
 
 def _np64(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).numpy().copy()
 
 
-def oracle(case: Case, *, scale: float, use_qk_l2norm: bool = True):
+def oracle(case: DecodeInputs, *, scale: float, use_qk_l2norm: bool = True):
     """Float64 oracle on the stored input values; returns (out, state) in float64."""
     state = _np64(case.state)
     out = np.zeros(tuple(case.out.shape), np.float64)
@@ -161,7 +84,7 @@ def assert_close(name: str, got: torch.Tensor, ref: np.ndarray, dtype: torch.dty
     )
 
 
-def live_mask(case: Case) -> torch.Tensor:
+def live_mask(case: DecodeInputs) -> torch.Tensor:
     """Elements of state_store that belong to a slot named by a live row."""
     mask = torch.zeros(case.state_store.numel(), dtype=torch.bool)
     slot_elems = case.state[0].numel()
@@ -173,13 +96,14 @@ def live_mask(case: Case) -> torch.Tensor:
 
 
 def run_and_check(
-    case: Case,
+    case: DecodeInputs,
     *,
     scale: float | None = None,
     use_qk_l2norm: bool = True,
 ) -> None:
     """Run baseline_decode and check values, padding, untouched memory and inputs."""
     scale = case.K**-0.5 if scale is None else scale
+    before = input_snapshot(case)
     ref_out, ref_state = oracle(case, scale=scale, use_qk_l2norm=use_qk_l2norm)
     store_before = case.state_store.clone()
     out_guards_before = torch.cat([case.out_store[:GUARD], case.out_store[-GUARD:]]).clone()
@@ -207,9 +131,8 @@ def run_and_check(
         out_guards.view(BITS[case.out.dtype]), out_guards_before.view(BITS[case.out.dtype])
     ), "write outside out"
 
-    before = case.inputs_before
     act_bits = BITS[case.mixed_qkv.dtype]
-    assert torch.equal(before["qkv_buf"].view(act_bits), before["qkv_buf_ref"].view(act_bits)), (
+    assert torch.equal(before["qkv_store"].view(act_bits), case.qkv_store.view(act_bits)), (
         "mixed_qkv buffer modified"
     )
     for name in ("a", "b", "A_log", "dt_bias", "state_indices"):
@@ -310,7 +233,6 @@ def test_strided_state_indices() -> None:
     wide = torch.full((3, 2), 99, dtype=case.state_indices.dtype)
     wide[:, 0] = case.state_indices
     case.state_indices = wide[:, 0]
-    case.inputs_before["state_indices"] = case.state_indices.clone()
     run_and_check(case)
 
 

@@ -1,18 +1,21 @@
 """Tests of the packed decode kernel against the float64 oracle (CPU, Triton interpreter).
 
-Every test builds inputs in the dtypes under test, hands the oracle float64
-copies of the *stored* values, runs the kernel in place, and compares. Shapes
-are small because the interpreter runs each program in Python.
+Every test builds inputs in the dtypes under test (tests/kernel_inputs.py),
+hands the oracle float64 copies of the *stored* values, runs the kernel in
+place, and compares. Shapes are small because the interpreter runs each
+program in Python.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from kernel_inputs import DecodeInputs, decode_inputs
 
 import kernels  # noqa: F401  (sets TRITON_INTERPRET before the kernel modules load)
 from kernels.packed_decode import packed_decode
@@ -27,27 +30,6 @@ F16, BF16, F32 = torch.float16, torch.bfloat16, torch.float32
 REL_TOL = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
 
 
-@dataclass
-class Inputs:
-    mixed_qkv: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
-    A_log: torch.Tensor
-    dt_bias: torch.Tensor
-    state: torch.Tensor
-    state_indices: torch.Tensor
-    out: torch.Tensor
-    H: int
-    K: int
-    layout: str
-
-    def args(self) -> tuple[torch.Tensor, ...]:
-        return (
-            self.mixed_qkv, self.a, self.b, self.A_log, self.dt_bias,
-            self.state, self.state_indices, self.out,
-        )  # fmt: skip
-
-
 def make_inputs(
     *,
     B: int = 3,
@@ -57,49 +39,19 @@ def make_inputs(
     V: int = 32,
     N: int | None = None,
     slots: list[int] | None = None,
-    layout: str = "vk",
-    act: torch.dtype = F32,
-    state_dtype: torch.dtype = F32,
-    gate_dtype: torch.dtype = F32,
-    idx_dtype: torch.dtype = torch.int32,
-    qkv_pad: int = 0,
-    ab_packed: bool = False,
-    slot_pad: int = 0,
-    seed: int = 0,
-) -> Inputs:
-    """Deterministic inputs; the padded variants are views into wider buffers."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen)
-
-    W = 2 * H * K + HV * V
-    if slots is None:
-        slots = list(range(B))
-    N = N if N is not None else max(max(slots) + 1, 1)
-    wide = randn(B, W + 2 * qkv_pad).to(act)
-    mixed_qkv = wide[:, qkv_pad : qkv_pad + W]
-    if ab_packed:
-        ab = randn(B, 2 * HV).to(act)
-        a, b = ab[:, :HV], ab[:, HV:]
-    else:
-        a, b = randn(B, HV).to(act), randn(B, HV).to(act)
-    A_log = (torch.rand(HV, generator=gen) * 2 - 1).to(gate_dtype)
-    dt_bias = randn(HV).to(gate_dtype)
-    slot_elems = HV * K * V
-    pool = (0.5 * randn(N, slot_elems + slot_pad)).to(state_dtype)
-    inner = (HV, V, K) if layout == "vk" else (HV, K, V)
-    state = pool[:, :slot_elems].unflatten(1, inner)
-    idx = torch.tensor(slots, dtype=idx_dtype)
-    out = torch.full((B, HV, V), float("nan"), dtype=act)
-    return Inputs(mixed_qkv, a, b, A_log, dt_bias, state, idx, out, H=H, K=K, layout=layout)
+    **options: Any,
+) -> DecodeInputs:
+    """``decode_inputs`` with this file's defaults; the pool holds just the slots named."""
+    slots = list(range(B)) if slots is None else slots
+    N = max([0, *slots]) + 1 if N is None else N
+    return decode_inputs(B=B, H=H, HV=HV, K=K, V=V, N=N, slots=slots, b_scale=1.0, **options)
 
 
 def np64(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().numpy().copy()
 
 
-def oracle_step(inp: Inputs, *, scale: float, use_qk_l2norm: bool = True, qkv=None):
+def oracle_step(inp: DecodeInputs, *, scale: float, use_qk_l2norm: bool = True, qkv=None):
     """Oracle (out, state) in float64 from the stored values; ``inp`` is not touched."""
     state = np64(inp.state)
     out = np.full(tuple(inp.out.shape), np.nan)
@@ -111,7 +63,7 @@ def oracle_step(inp: Inputs, *, scale: float, use_qk_l2norm: bool = True, qkv=No
     return out, state
 
 
-def run_kernel(inp: Inputs, *, scale: float, use_qk_l2norm: bool = True, **tuning) -> None:
+def run_kernel(inp: DecodeInputs, *, scale: float, use_qk_l2norm: bool = True, **tuning) -> None:
     packed_decode(
         *inp.args(), scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.layout, **tuning
     )
@@ -129,7 +81,7 @@ def assert_close(got: torch.Tensor, ref: np.ndarray, what: str) -> None:
     assert err <= bound, f"{what}: max abs err {err:.3e} > {bound:.3e} ({got.dtype})"
 
 
-def check(inp: Inputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning):
+def check(inp: DecodeInputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning):
     """Run oracle and kernel on the same inputs, compare live rows and named slots."""
     scale = inp.K**-0.5 if scale is None else scale
     ref_out, ref_state = oracle_step(inp, scale=scale, use_qk_l2norm=use_qk_l2norm)
@@ -162,7 +114,7 @@ def test_v_tiles_with_tail_vk():
     check(make_inputs(B=2, H=1, HV=2, K=16, V=40, layout="vk"), BV=16)
 
 
-def _wrong_mapping_qkv(inp: Inputs) -> np.ndarray:
+def _wrong_mapping_qkv(inp: DecodeInputs) -> np.ndarray:
     """Packed rows whose value head hv reads key head hv % H (one key head per value head)."""
     qkv = np64(inp.mixed_qkv)
     H, K = inp.H, inp.K
@@ -188,7 +140,7 @@ def test_gqa_head_mapping(ratio):
 
 
 @pytest.mark.parametrize(
-    ("act", "state_dtype", "gate_dtype", "idx_dtype", "layout"),
+    ("act", "state_dtype", "param_dtype", "index_dtype", "layout"),
     [
         (F16, F32, F32, torch.int64, "vk"),
         (BF16, F32, BF16, torch.int32, "kv"),
@@ -198,20 +150,20 @@ def test_gqa_head_mapping(ratio):
         (F16, F16, F16, torch.int32, "kv"),
     ],
 )
-def test_dtypes(act, state_dtype, gate_dtype, idx_dtype, layout):
+def test_dtypes(act, state_dtype, param_dtype, index_dtype, layout):
     inp = make_inputs(
-        act=act, state_dtype=state_dtype, gate_dtype=gate_dtype, idx_dtype=idx_dtype,
+        act=act, state_dtype=state_dtype, param_dtype=param_dtype, index_dtype=index_dtype,
         layout=layout, slots=[2, 0, 1], K=16, V=32,
     )  # fmt: skip
     check(inp)
 
 
-@pytest.mark.parametrize(("layout", "idx_dtype"), [("vk", torch.int64), ("kv", torch.int32)])
-def test_padding_rows_and_untouched_slots(layout, idx_dtype):
+@pytest.mark.parametrize(("layout", "index_dtype"), [("vk", torch.int64), ("kv", torch.int32)])
+def test_padding_rows_and_untouched_slots(layout, index_dtype):
     # Slot 0 is live, slot N-1 is named by nobody (slot -1 must not wrap to it).
     slots = [-1, 0, 3, -1, 2]
     N = 6
-    inp = make_inputs(B=5, N=N, slots=slots, layout=layout, idx_dtype=idx_dtype, K=16, V=16)
+    inp = make_inputs(B=5, N=N, slots=slots, layout=layout, index_dtype=index_dtype, K=16, V=16)
     before = inp.state.clone()
     check(inp)
     pad = torch.tensor(slots) < 0
@@ -236,8 +188,8 @@ def test_strided_views_and_page_padded_pool(layout):
     # buffer, the pool has padding between slots, slots are permuted in a pool
     # larger than the batch.
     inp = make_inputs(
-        B=4, N=7, slots=[5, 0, 3, 6], layout=layout, qkv_pad=8, ab_packed=True,
-        slot_pad=24, K=16, V=24, seed=3,
+        B=4, N=7, slots=[5, 0, 3, 6], layout=layout, qkv_col_offset=8, qkv_extra_cols=8,
+        ab_packed=True, slot_pad=24, K=16, V=24, seed=3,
     )  # fmt: skip
     assert inp.mixed_qkv.stride(0) > inp.mixed_qkv.shape[1]
     assert inp.a.stride(0) == 2 * inp.a.shape[1]
@@ -316,15 +268,15 @@ def test_grid_puts_rows_times_heads_on_axis0():
 # ------------------------------------------------------------------------ validation
 
 
-def _valid() -> Inputs:
+def _valid() -> DecodeInputs:
     return make_inputs(B=2, H=2, HV=4, K=16, V=16, N=3)
 
 
-def _overlap_state(inp: Inputs) -> torch.Tensor:
+def _overlap_state(inp: DecodeInputs) -> torch.Tensor:
     return inp.state.view(-1)[: inp.out.numel()].view(inp.out.shape)
 
 
-def _overlap_qkv(inp: Inputs) -> torch.Tensor:
+def _overlap_qkv(inp: DecodeInputs) -> torch.Tensor:
     return inp.mixed_qkv.reshape(-1)[: inp.out.numel()].view(inp.out.shape)
 
 
