@@ -912,7 +912,7 @@ def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
     rows' worth (values do not change the cost), and the implementations'
     results are the oracle's own, so the passing path is the one timed.
     """
-    from harness import step_check
+    from harness import check_pool, step_check
     from harness.spec import Tolerance
     from harness.tolerance import resolve
     from reference.oracle import decode_rows
@@ -944,7 +944,7 @@ def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
         H, K**-0.5, True, resolve(Tolerance(), "bf16", K), resolve(Tolerance(), "fp32", K), 0
     )
     t0 = time.perf_counter()
-    stats = step_check.check_blocks(ctx, rows, 2, (HV, K, V), make_block)
+    stats = check_pool.check_blocks(ctx, rows, 2, (HV, K, V), make_block)
     seconds = time.perf_counter() - t0
     if not all(s.ok for s in stats):
         raise RuntimeError("the timed check failed on the oracle's own results")
@@ -952,7 +952,7 @@ def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
     return {
         "shape": dict(shape),
         "rows_timed": rows,
-        "workers": step_check.default_workers() if elems >= step_check.POOL_MIN_ELEMS else 1,
+        "workers": check_pool.default_workers() if elems >= check_pool.POOL_MIN_ELEMS else 1,
         "seconds": seconds,
         "seconds_full_batch": seconds * B / rows,
         "ns_per_state_element": seconds / elems * 1e9,

@@ -15,12 +15,24 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing import util
 
 from harness.result import CRASHED, CaseResult, Violation
 from harness.spec import CaseSpec
 
 
-def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str, graph: bool) -> None:
+def _worker(
+    conn,
+    impl_spec: str,
+    baseline_spec: str | None,
+    device: str,
+    graph: bool,
+    check_workers: int | None = None,
+) -> None:
+    if check_workers is not None:
+        os.environ["GDN_CHECK_WORKERS"] = str(check_workers)
+
+    from harness.check_pool import close_shared_pool
     from harness.registry import load_implementation
     from harness.runner import run_case
 
@@ -34,34 +46,60 @@ def _worker(conn, impl_spec: str, baseline_spec: str | None, device: str, graph:
     while True:
         spec = conn.recv()
         if spec is None:
+            close_shared_pool()
             return
         conn.send(run_case(spec, impl, baseline, device, graph))
+
+
+def _reap(proc) -> None:
+    """Kill ``proc`` if it still runs, and remove the check files it leaves."""
+    if proc.is_alive():
+        proc.kill()
+    proc.join(timeout=10)
+    if proc.pid is not None:
+        from harness.check_pool import remove_scratch
+
+        remove_scratch(proc.pid)
 
 
 class IsolatedRunner:
     """Runs cases in a replaceable worker process with a per-case timeout."""
 
     def __init__(
-        self, impl: str, baseline: str | None, device: str, timeout_s: float, graph: bool = False
+        self,
+        impl: str,
+        baseline: str | None,
+        device: str,
+        timeout_s: float,
+        graph: bool = False,
+        check_workers: int | None = None,
     ):
         self.args = (impl, baseline, device, graph)
+        self.check_workers = check_workers
         self.timeout_s = timeout_s
         self.ctx = mp.get_context("spawn")
         self.proc = None
         self.conn = None
+        self._reaper = None
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_worker, args=(child, *self.args))
+        self.proc = self.ctx.Process(
+            target=_worker, args=(child, *self.args, self.check_workers)
+        )  # not a daemon: it starts the check workers
         self.proc.start()
         child.close()
         self.conn = parent
+        # at exit, before multiprocessing joins its children: a worker whose
+        # runner was never closed would wait for its next case forever
+        self._reaper = util.Finalize(self, _reap, args=(self.proc,), exitpriority=10)
 
     def _kill(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.kill()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         if self.proc is not None:
-            self.proc.join(timeout=10)
+            _reap(self.proc)
         self.proc = self.conn = None
 
     def run(self, spec: CaseSpec) -> CaseResult:
@@ -136,9 +174,14 @@ def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[
     for spec in cases:
         todo.put(spec)
     done: queue.Queue = queue.Queue()
+    share = None  # CPUs for each worker's check processes
+    if "GDN_CHECK_WORKERS" not in os.environ:
+        from harness.check_pool import cpu_count
+
+        share = max(1, cpu_count() // len(devices))
 
     def serve(device: str) -> None:
-        runner = IsolatedRunner(impl, baseline, device, timeout_s, graph)
+        runner = IsolatedRunner(impl, baseline, device, timeout_s, graph, share)
         try:
             while True:
                 try:

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from harness import inputs as inp_mod
+from harness.check_pool import check_blocks
 from harness.compare import DriftStats, ErrorStats, rel_rms
 from harness.registry import Implementation
 from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from harness.spec import CaseSpec
-from harness.step_check import Block, StepContext, check_blocks
+from harness.step_check import Block, StepContext
 from harness.tolerance import EPS, ElementTol, resolve
 from reference.oracle import decode_rows
 

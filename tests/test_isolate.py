@@ -63,3 +63,21 @@ def test_isolated_run_of_a_correct_impl_passes(tmp_path):
     code, rows, _ = run_cli(tmp_path, "oracle")
     assert code == 0
     assert [r["status"] for r in rows] == ["passed", "passed"]
+
+
+def test_a_runner_never_closed_does_not_hold_up_the_exit():
+    """An isolated worker waits for its next case; at exit it is killed, not joined."""
+    script = """
+from harness.isolate import IsolatedRunner
+from harness.spec import CaseSpec
+
+spec = CaseSpec(file="<t>", name="c", line=1, B=2, H=1, HV=2, K=16, V=16, pool=2)
+runner = IsolatedRunner("oracle", None, "cpu", 120.0)
+print(runner.run(spec).status, flush=True)
+keep = runner  # never closed
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "passed"

@@ -115,7 +115,7 @@ def _sums(result) -> list[float]:
 def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     """A failing two-step case gives the same stats, violations and locations
     whether its steps are checked here or by the check workers."""
-    from harness import step_check
+    from harness import check_pool
     from harness.runner import run_case
 
     if str(ROOT) not in sys.path:
@@ -136,16 +136,16 @@ def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     impl = load_implementation("tests.planted.bugs:beta_bf16")
     base = load_implementation("oracle")
     here = run_case(spec, impl, base, "cpu")
-    pool = step_check.CheckPool(2)
-    monkeypatch.setattr(step_check, "_POOL", pool)
-    monkeypatch.setattr(step_check, "POOL_MIN_ELEMS", 0)
-    monkeypatch.setattr(step_check, "default_workers", lambda: 2)
-    monkeypatch.setattr(step_check, "BLOCK_BYTES", 4 * 32 * 24 * 4 * 3)  # a row a block
+    monkeypatch.setattr(check_pool, "POOL_MIN_ELEMS", 0)
+    monkeypatch.setattr(check_pool, "default_workers", lambda: 2)
+    monkeypatch.setattr(check_pool, "BLOCK_BYTES", 4 * 32 * 24 * 4 * 3)  # a row a block
+    check_pool.close_shared_pool()
     try:
         there = run_case(spec, impl, base, "cpu")
+        pool = check_pool.shared_pool()
         assert pool._exec is not None and len(pool._exec._processes) == 2
     finally:
-        pool.close()
+        check_pool.close_shared_pool()
     assert here.status == there.status == "failed"
     assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
     assert _stats_dicts(here) == _stats_dicts(there)

@@ -1,9 +1,7 @@
-"""The per-step check: pieces tile the block, piecewise stats equal whole-array
-stats, and the worker-process path gives the in-process path's result."""
+"""The per-step check: pieces tile the block, and piecewise stats equal
+whole-array stats."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -86,41 +84,3 @@ def test_piecewise_stats_equal_whole_array_stats(monkeypatch, piece_bytes):
         _same(g, w)
     assert got[3].over == 1 and str(got[3].worst_at) == "row 8 slot 104 head 3 k=10 v=7"
     assert got[1].over == 0 and got[5].max_abs == pytest.approx(0.5, rel=1e-6)
-
-
-def test_worker_processes_give_the_in_process_result(monkeypatch, tmp_path):
-    pool = sc.CheckPool(2)
-    monkeypatch.setattr(sc, "_POOL", pool)
-    monkeypatch.setattr(sc, "POOL_MIN_ELEMS", 0)
-    monkeypatch.setattr(sc, "default_workers", lambda: 2)
-    per_row = 3 * 4 * 64 * 48 * 4 + 2 * 4 * 48 * 4  # pre + 2 x (state, out), float32
-    monkeypatch.setattr(sc, "BLOCK_BYTES", 2 * per_row)  # two rows a block
-    ctx, whole = _block(R=6, HV=4)
-    _plant(whole)
-    arrays = []
-
-    def make_block(chunk, new_array):
-        part = sc.Block(
-            tuple(x[chunk] for x in whole.acts[:3]) + whole.acts[3:],
-            whole.rows[chunk],
-            whole.slots[chunk],
-            new_array(whole.pre[chunk].shape),
-        )
-        part.pre[:] = whole.pre[chunk]
-        for out, state in whole.tested:
-            o, s = new_array(out[chunk].shape), new_array(state[chunk].shape)
-            o[:], s[:] = out[chunk], state[chunk]
-            part.tested.append((o, s))
-        arrays.extend([part.pre.filename, o.filename, s.filename])
-        return part
-
-    try:
-        got = sc.check_blocks(ctx, 6, 2, (4, 64, 48), make_block)
-        assert len(arrays) == 9  # three blocks went through files
-        assert len(pool._exec._processes) == 2  # to the two workers
-        assert not any(os.path.exists(p) for p in arrays)  # and were removed
-        for g, w in zip(got, sc.block_stats(ctx, whole), strict=True):
-            _same(g, w)
-        assert got[3].over == 1 and str(got[3].worst_at) == "row 8 slot 104 head 3 k=10 v=7"
-    finally:
-        pool.close()

@@ -1,0 +1,154 @@
+"""Checking big steps in worker processes: the same statistics as in this
+process, no file left behind on success, on an error or when a worker dies,
+and an isolated case worker that used the pool exits on its own."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from test_step_check import _block, _plant, _same
+
+from harness import check_pool as cp
+from harness import step_check as sc
+from harness.isolate import IsolatedRunner
+from harness.spec import CaseSpec
+
+R, HV, K, V = 6, 4, 64, 48
+PER_ROW = 3 * HV * K * V * 4 + 2 * HV * V * 4  # pre + 2 x (state, out), float32
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    """Big-step checking forced on for small steps, over two workers."""
+    monkeypatch.setattr(cp, "POOL_MIN_ELEMS", 0)
+    monkeypatch.setattr(cp, "default_workers", lambda: 2)
+    monkeypatch.setattr(cp, "BLOCK_BYTES", 2 * PER_ROW)  # two rows a block
+    cp.close_shared_pool()
+    yield cp.shared_pool()
+    cp.close_shared_pool()
+
+
+def _maker(whole: sc.Block, files: list[str], fail_at: int | None = None):
+    """make_block for rows of ``whole``, recording every file it fills."""
+
+    def make_block(chunk: np.ndarray, new_array) -> sc.Block:
+        if fail_at is not None and chunk[0] >= fail_at:
+            raise RuntimeError("planted failure while copying a block")
+        part = sc.Block(
+            tuple(x[chunk] for x in whole.acts[:3]) + whole.acts[3:],
+            whole.rows[chunk],
+            whole.slots[chunk],
+            new_array(whole.pre[chunk].shape),
+        )
+        part.pre[:] = whole.pre[chunk]
+        files.append(part.pre.filename)
+        for out, state in whole.tested:
+            o, s = new_array(out[chunk].shape), new_array(state[chunk].shape)
+            o[:], s[:] = out[chunk], state[chunk]
+            part.tested.append((o, s))
+            files.extend([o.filename, s.filename])
+        return part
+
+    return make_block
+
+
+def test_workers_give_the_in_process_result_and_leave_no_file(pool):
+    ctx, whole = _block(R=R, HV=HV, K=K, V=V)
+    _plant(whole)
+    files: list[str] = []
+    got = cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole, files))
+    assert len(files) == 15  # three blocks of five arrays went through files
+    assert len(pool._exec._processes) == 2  # to the two workers
+    assert not any(os.path.exists(p) for p in files)
+    for g, w in zip(got, sc.block_stats(ctx, whole), strict=True):
+        _same(g, w)
+    assert got[3].over == 1 and str(got[3].worst_at) == "row 8 slot 104 head 3 k=10 v=7"
+
+
+def test_an_error_while_copying_leaves_no_file(pool):
+    ctx, whole = _block(R=R, HV=HV, K=K, V=V)
+    files: list[str] = []
+    with pytest.raises(RuntimeError, match="planted failure"):
+        cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole, files, fail_at=4))
+    assert len(files) == 10 and not any(os.path.exists(p) for p in files)
+
+
+def test_a_worker_dying_mid_step_fails_that_check_only(pool):
+    ctx, whole = _block(R=R, HV=HV, K=K, V=V)
+    files: list[str] = []
+    inner = _maker(whole, files)
+
+    def make_block(chunk, new_array):
+        if chunk[0] == 2:  # the first block's jobs are out: kill a worker under them
+            os.kill(next(iter(pool._exec._processes)), signal.SIGKILL)
+        return inner(chunk, new_array)
+
+    with pytest.raises(RuntimeError, match="a check worker process died"):
+        cp.check_blocks(ctx, R, 2, (HV, K, V), make_block)
+    assert files and not any(os.path.exists(p) for p in files)
+    got = cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole, []))
+    assert cp.shared_pool() is not pool  # new workers
+    for g, w in zip(got, sc.block_stats(ctx, whole), strict=True):
+        _same(g, w)
+
+
+def test_a_worker_that_died_between_steps_is_replaced(pool):
+    ctx, whole = _block(R=R, HV=HV, K=K, V=V)
+    cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole, []))
+    os.kill(next(iter(pool._exec._processes)), signal.SIGKILL)
+    deadline = time.time() + 10
+    while not pool.broken() and time.time() < deadline:
+        time.sleep(0.05)
+    got = cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole, []))
+    assert cp.shared_pool() is not pool
+    for g, w in zip(got, sc.block_stats(ctx, whole), strict=True):
+        _same(g, w)
+
+
+def test_starting_workers_leaves_the_blas_settings_alone(pool, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    pool.new_array((1,))
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_scratch_of_dead_owners_is_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(cp, "_scratch_roots", lambda: [str(tmp_path)])
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (tmp_path / f"{cp.SCRATCH_PREFIX}{dead}-x").mkdir()
+    (tmp_path / f"{cp.SCRATCH_PREFIX}{os.getpid()}-y").mkdir()
+    cp.remove_scratch()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{cp.SCRATCH_PREFIX}{os.getpid()}-y"]
+    cp.remove_scratch(os.getpid())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_isolated_worker_that_used_the_pool_exits_promptly():
+    spec = CaseSpec(
+        file="<test>", name="big_step", line=1, B=128, H=2, HV=4, K=128, V=128, pool=128
+    )
+    assert spec.B * spec.HV * spec.K * spec.V >= cp.POOL_MIN_ELEMS
+    runner = IsolatedRunner("oracle", None, "cpu", 300.0, check_workers=2)
+    result = runner.run(spec)
+    pid = runner.proc.pid
+    assert result.status == "passed", result.reason
+    start = time.perf_counter()
+    runner.close()
+    assert time.perf_counter() - start < 8.0  # it returned, it was not killed after 10 s
+    leftovers = [
+        p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
+    ]
+    assert leftovers == []
