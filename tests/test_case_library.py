@@ -262,3 +262,16 @@ def test_nightly_has_a_1000_step_bf16_fp32_run():
 
 def test_nightly_has_the_largest_model_shape():
     assert any((s.B, s.H, s.HV, s.K, s.V) == (1024, 16, 64, 128, 128) for s in _specs("nightly"))
+
+
+def test_the_nightly_graph_step_selects_every_gpu_case_below_b1024():
+    """.ci/nightly-gpu leaves B = 1024 out of CUDA-graph mode with `-k "not 1024"`:
+    that holds only while exactly the B = 1024 gpu cases have 1024 in their ids."""
+    from harness.cases import load_paths, select
+
+    script = (ROOT / ".ci" / "nightly-gpu").read_text()
+    assert 'graph_k="not 1024"' in script and '--cuda-graph -k "$graph_k"' in script
+    gpu = select(load_paths([ROOT / "cases"]), tiers={"gpu"})
+    chosen = {c.id for c in select(gpu, keyword="not 1024")}
+    assert chosen == {c.id for c in gpu if c.B != 1024}
+    assert len(chosen) < len(gpu)
