@@ -114,8 +114,9 @@ def _sums(result) -> list[float]:
 
 def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     """A failing two-step case gives the same stats, violations and locations
-    whether its steps are checked here or by the check workers."""
-    from harness import check_pool
+    whether its steps are checked here or by the check workers, in pieces of
+    one head or of whole rows."""
+    from harness import check_pool, step_check
     from harness.runner import run_case
 
     if str(ROOT) not in sys.path:
@@ -135,7 +136,9 @@ def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     )
     impl = load_implementation("tests.planted.bugs:beta_bf16")
     base = load_implementation("oracle")
-    here = run_case(spec, impl, base, "cpu")
+    with monkeypatch.context() as m:  # here: pieces of one head (head offsets); there: whole rows
+        m.setattr(step_check, "PIECE_BYTES", 32 * 24 * 8)
+        here = run_case(spec, impl, base, "cpu")
     monkeypatch.setattr(check_pool, "POOL_MIN_ELEMS", 0)
     monkeypatch.setattr(check_pool, "default_workers", lambda: 2)
     monkeypatch.setattr(check_pool, "BLOCK_BYTES", 4 * 32 * 24 * 4 * 3)  # a row a block
