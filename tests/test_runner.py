@@ -153,3 +153,18 @@ def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
     assert _stats_dicts(here) == _stats_dicts(there)
     assert _sums(here) == pytest.approx(_sums(there), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "impl, shared", [("oracle", True), ("tests.planted.bugs:beta_bf16", False)]
+)
+def test_later_steps_share_one_oracle_run_only_from_identical_states(monkeypatch, impl, shared):
+    from harness.runner import run_case
+
+    if str(ROOT) not in sys.path:
+        monkeypatch.syspath_prepend(str(ROOT))
+    spec = CaseSpec(file="<t>", name="steps", line=1, B=3, H=1, HV=2, K=16, V=8, pool=3, steps=3)
+    result = run_case(spec, load_implementation(impl), load_implementation("oracle"), "cpu")
+    per_step = [sum(s.step == step for s in result.stats) for step in range(3)]
+    # one group: (out, state) for each participant and for the pair; two groups: no pair
+    assert per_step == [6, 6, 6] if shared else [6, 4, 4]
