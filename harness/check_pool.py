@@ -175,6 +175,7 @@ class CheckPool:
         self.workers = workers
         self._exec: ProcessPoolExecutor | None = None
         self._dir: str | None = None
+        self._dirs: list[str] = []  # every folder made, removed on close
         self._on_disk = False
         self._files = 0
         self._live: set[str] = set()
@@ -185,6 +186,7 @@ class CheckPool:
             remove_scratch()  # left by owners that were killed
             self._exec = self._start()
             self._dir = _scratch_dir()
+            self._dirs.append(self._dir)
         return self._exec
 
     def _start(self) -> ProcessPoolExecutor:
@@ -216,8 +218,10 @@ class CheckPool:
         except OSError as exc:
             if exc.errno != errno.ENOSPC or self._on_disk:
                 raise
+            self._unlink(os.path.join(self._dir or "", f"a{self._files}.npy"))
             self._on_disk = True  # shared memory is full: go on in the temp dir
             self._dir = _scratch_dir(disk=True)
+            self._dirs.append(self._dir)
             return self._new_file(shape)
 
     def _new_file(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -278,9 +282,11 @@ class CheckPool:
             self._exec.shutdown(wait=True, cancel_futures=True)
             self._exec = None
         self._live.clear()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        for path in self._dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self._dirs.clear()
+        self._dir = None
+        self._on_disk = False
 
 
 _POOL: CheckPool | None = None

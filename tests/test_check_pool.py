@@ -152,3 +152,26 @@ def test_an_isolated_worker_that_used_the_pool_exits_promptly():
         p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
     ]
     assert leftovers == []
+
+
+def test_full_shared_memory_falls_back_to_the_temp_dir(pool, monkeypatch):
+    import errno
+
+    real = os.posix_fallocate
+    calls = []
+
+    def fallocate(fd, offset, length):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    arr = pool.new_array((4, 3))
+    arr[:] = 1.0
+    assert pool._on_disk and len(pool._dirs) == 2
+    assert os.path.dirname(arr.filename) == pool._dir
+    assert not glob.glob(os.path.join(pool._dirs[0], "*.npy"))  # the failed file went
+    dirs = list(pool._dirs)
+    pool.close()
+    assert not any(os.path.exists(d) for d in dirs)
