@@ -1,0 +1,78 @@
+"""The nightly job's script, run with a stand-in for Python: fuzzing overlaps
+the case steps, the bench runs alone after everything else, the CUDA-graph
+step leaves out B = 1024, and any failing step fails the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STUB = """#!{python}
+import json, os, sys, time
+args = sys.argv[1:]
+cmd = args[2]  # -m harness <cmd>
+name = cmd if cmd in ("fuzz", "bench") else args[args.index("--run-name") + 1]
+start = time.time()
+time.sleep(1.5 if cmd == "fuzz" else 0.3)
+with open(os.environ["STUB_LOG"], "a") as f:
+    f.write(json.dumps({{"name": name, "args": args, "start": start, "end": time.time(),
+                        "check_workers": os.environ.get("GDN_CHECK_WORKERS")}}) + "\\n")
+sys.exit(1 if name in os.environ.get("STUB_FAIL", "").split(",") else 0)
+"""
+
+
+def run_job(tmp_path: Path, fail: str = "") -> tuple[int, dict[str, dict], str]:
+    stub = tmp_path / "python"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.jsonl"
+    env = {
+        **os.environ,
+        "PYTHON": str(stub),
+        "GDN_REPORTS": str(tmp_path / "reports"),
+        "GDN_FUZZ_BUDGET": "5",
+        "STUB_LOG": str(log),
+        "STUB_FAIL": fail,
+    }
+    env.pop("GDN_CHECK_WORKERS", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    proc = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "nightly-gpu")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    calls = {c["name"]: c for c in map(json.loads, log.read_text().splitlines())}
+    return proc.returncode, calls, proc.stdout
+
+
+def test_fuzzing_overlaps_the_case_steps_and_the_bench_runs_alone(tmp_path):
+    rc, calls, out = run_job(tmp_path)
+    assert rc == 0, out
+    assert set(calls) == {"fuzz", "nightly", "nightly-graph", "nightly-sanitize", "bench"}
+    fuzz, bench = calls["fuzz"], calls["bench"]
+    assert fuzz["start"] < calls["nightly"]["end"]  # started before the first case step ended
+    assert bench["start"] >= max(c["end"] for n, c in calls.items() if n != "bench")
+    assert fuzz["check_workers"] is not None and int(fuzz["check_workers"]) >= 1
+    assert all(calls[n]["check_workers"] is None for n in ("nightly", "nightly-graph"))
+    graph = calls["nightly-graph"]["args"]
+    assert graph[graph.index("-k") + 1] == "not 1024" and "--cuda-graph" in graph
+    assert "=== fuzz: exit 0" in out  # its log is shown once it is done
+
+
+def test_a_failing_background_step_fails_the_job(tmp_path):
+    rc, calls, out = run_job(tmp_path, fail="fuzz")
+    assert rc == 1 and "=== fuzz: exit 1" in out
+    assert "bench" in calls  # the other steps still ran
+
+
+def test_a_failing_case_step_fails_the_job(tmp_path):
+    rc, calls, _ = run_job(tmp_path, fail="nightly-graph")
+    assert rc == 1 and {"nightly-sanitize", "bench"} <= set(calls)
