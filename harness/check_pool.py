@@ -107,8 +107,13 @@ def _keep_heap() -> None:
         pass  # not glibc: slower, still right
 
 
-def _init_worker(parent: int) -> None:
+_STARTED = None  # set by the parent once every worker is spawned
+
+
+def _init_worker(parent: int, started) -> None:
     """Workers exit when the process that started them is gone (killed on a crash)."""
+    global _STARTED
+    _STARTED = started
     _keep_heap()
 
     def watch() -> None:
@@ -119,8 +124,9 @@ def _init_worker(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _hold(seconds: float) -> None:
-    time.sleep(seconds)
+def _hold() -> None:
+    """Keep this worker busy until all are spawned (an idle one would take the next job)."""
+    _STARTED.wait(timeout=60)
 
 
 # --- scratch files -----------------------------------------------------------------
@@ -179,7 +185,9 @@ class CheckPool:
         self._on_disk = False
         self._files = 0
         self._live: set[str] = set()
-        util.Finalize(self, self.close, exitpriority=10)  # before multiprocessing joins
+        # at exit: after nothing else runs, before multiprocessing closes the
+        # executor's queues (priority 10) and joins the workers
+        util.Finalize(self, self.close, exitpriority=100)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._exec is None:
@@ -187,22 +195,26 @@ class CheckPool:
             self._exec = self._start()
             self._dir = _scratch_dir()
             self._dirs.append(self._dir)
+            self._on_disk = not self._dir.startswith("/dev/shm/")
         return self._exec
 
     def _start(self) -> ProcessPoolExecutor:
         """Start every worker now, with one BLAS thread each (read when BLAS loads)."""
         saved = {var: os.environ.get(var) for var in ONE_THREAD_VARS}
         os.environ.update({var: "1" for var in ONE_THREAD_VARS})
+        ctx = get_context("spawn")
+        started = ctx.Event()
         try:
             ex = ProcessPoolExecutor(
                 self.workers,
-                mp_context=get_context("spawn"),
+                mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), started),
             )
-            for _ in range(self.workers):  # busy workers make the next submit start one
-                ex.submit(_hold, 0.5)
+            for _ in range(self.workers):  # while all are busy, each submit spawns one
+                ex.submit(_hold)
         finally:
+            started.set()
             for var, value in saved.items():
                 if value is None:
                     os.environ.pop(var, None)
@@ -373,4 +385,6 @@ def _collect(pool: CheckPool, totals: list[ErrorStats], block: Block, futures) -
         for f in futures:
             merge_into(totals, f.result())
     finally:
+        for f in futures:  # after a failure: none of this block's jobs is wanted
+            f.cancel()
         pool.release(block)

@@ -43,12 +43,14 @@ def _worker(
 
     impl = load_implementation(impl_spec)
     baseline = load_implementation(baseline_spec) if baseline_spec else None
-    while True:
-        spec = conn.recv()
-        if spec is None:
-            close_shared_pool()
-            return
-        conn.send(run_case(spec, impl, baseline, device, graph))
+    try:
+        while True:
+            spec = conn.recv()  # EOFError when the parent is gone
+            if spec is None:
+                return
+            conn.send(run_case(spec, impl, baseline, device, graph))
+    finally:
+        close_shared_pool()
 
 
 def _reap(proc) -> None:
@@ -92,7 +94,7 @@ class IsolatedRunner:
         self.conn = parent
         # at exit, before multiprocessing joins its children: a worker whose
         # runner was never closed would wait for its next case forever
-        self._reaper = util.Finalize(self, _reap, args=(self.proc,), exitpriority=10)
+        self._reaper = util.Finalize(self, _reap, args=(self.proc,), exitpriority=100)
 
     def _kill(self) -> None:
         if self._reaper is not None:
@@ -104,6 +106,8 @@ class IsolatedRunner:
 
     def run(self, spec: CaseSpec) -> CaseResult:
         if self.proc is None or not self.proc.is_alive():
+            if self.proc is not None:
+                self._kill()  # reap the dead one now, not at exit under a reused pid
             self._start()
         start = time.perf_counter()
         try:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from harness import step_check as sc
 from harness.isolate import IsolatedRunner
 from harness.spec import CaseSpec
 
+ROOT = Path(__file__).resolve().parents[1]
 R, HV, K, V = 6, 4, 64, 48
 PER_ROW = 3 * HV * K * V * 4 + 2 * HV * V * 4  # pre + 2 x (state, out), float32
 
@@ -175,3 +177,67 @@ def test_full_shared_memory_falls_back_to_the_temp_dir(pool, monkeypatch):
     dirs = list(pool._dirs)
     pool.close()
     assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_workers_run_one_blas_thread_each(pool, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    pool.new_array((1,))  # starts the workers
+    seen = {pool._exec.submit(os.getenv, "OMP_NUM_THREADS").result() for _ in range(8)}
+    assert seen == {"1"} and os.environ["OMP_NUM_THREADS"] == "3"
+
+
+CHILD = """
+import multiprocessing as mp
+import sys
+
+sys.path.insert(0, {tests!r})
+
+
+def use_the_pool_then_fail():
+    from harness import check_pool as cp
+    from test_step_check import _block
+
+    cp.POOL_MIN_ELEMS = 0
+    cp.default_workers = lambda: 2
+    ctx, whole = _block()
+    R, HV, K, V = whole.pre.shape
+
+    def make_block(chunk, new_array):
+        block = type(whole)(whole.acts, whole.rows, whole.slots, new_array(whole.pre.shape))
+        block.pre[:] = whole.pre
+        for out, state in whole.tested:
+            o, s = new_array(out.shape), new_array(state.shape)
+            o[:], s[:] = out, state
+            block.tested.append((o, s))
+        return block
+
+    cp.check_blocks(ctx, R, 2, (HV, K, V), make_block)
+    raise RuntimeError("the case worker fails after using the pool")
+
+
+if __name__ == "__main__":
+    child = mp.get_context("spawn").Process(target=use_the_pool_then_fail)
+    child.start()
+    child.join(timeout=30)
+    print(child.pid, child.exitcode, flush=True)
+    if child.is_alive():
+        child.kill()
+"""
+
+
+def test_a_spawned_process_that_used_the_pool_exits_promptly_and_cleanly(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    pid, code = proc.stdout.split()
+    assert code == "1"  # it ended (raised), not still waiting for its check workers
+    assert time.perf_counter() - start < 30
+    pid = int(pid)
+    leftovers = [
+        p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
+    ]
+    assert leftovers == []

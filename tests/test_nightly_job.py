@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +21,9 @@ args = sys.argv[1:]
 cmd = args[2]  # -m harness <cmd>
 name = cmd if cmd in ("fuzz", "bench") else args[args.index("--run-name") + 1]
 start = time.time()
-time.sleep(1.5 if cmd == "fuzz" else 0.3)
+if cmd == "fuzz":
+    open(os.environ["STUB_LOG"] + ".fuzz-pid", "w").write(str(os.getpid()))
+time.sleep(float(os.environ.get("STUB_FUZZ_SLEEP", "1.5")) if cmd == "fuzz" else 0.3)
 with open(os.environ["STUB_LOG"], "a") as f:
     f.write(json.dumps({{"name": name, "args": args, "start": start, "end": time.time(),
                         "check_workers": os.environ.get("GDN_CHECK_WORKERS")}}) + "\\n")
@@ -27,21 +31,25 @@ sys.exit(1 if name in os.environ.get("STUB_FAIL", "").split(",") else 0)
 """
 
 
-def run_job(tmp_path: Path, fail: str = "") -> tuple[int, dict[str, dict], str]:
+def job_env(tmp_path: Path, fail: str = "") -> dict[str, str]:
     stub = tmp_path / "python"
     stub.write_text(STUB.format(python=sys.executable))
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.jsonl"
     env = {
         **os.environ,
         "PYTHON": str(stub),
         "GDN_REPORTS": str(tmp_path / "reports"),
         "GDN_FUZZ_BUDGET": "5",
-        "STUB_LOG": str(log),
+        "STUB_LOG": str(tmp_path / "calls.jsonl"),
         "STUB_FAIL": fail,
     }
     env.pop("GDN_CHECK_WORKERS", None)
     env.pop("GITHUB_STEP_SUMMARY", None)
+    return env
+
+
+def run_job(tmp_path: Path, fail: str = "") -> tuple[int, dict[str, dict], str]:
+    env = job_env(tmp_path, fail)
     proc = subprocess.run(
         ["bash", str(ROOT / ".ci" / "nightly-gpu")],
         env=env,
@@ -49,7 +57,8 @@ def run_job(tmp_path: Path, fail: str = "") -> tuple[int, dict[str, dict], str]:
         text=True,
         timeout=120,
     )
-    calls = {c["name"]: c for c in map(json.loads, log.read_text().splitlines())}
+    lines = Path(env["STUB_LOG"]).read_text().splitlines()
+    calls = {c["name"]: c for c in map(json.loads, lines)}
     return proc.returncode, calls, proc.stdout
 
 
@@ -59,6 +68,7 @@ def test_fuzzing_overlaps_the_case_steps_and_the_bench_runs_alone(tmp_path):
     assert set(calls) == {"fuzz", "nightly", "nightly-graph", "nightly-sanitize", "bench"}
     fuzz, bench = calls["fuzz"], calls["bench"]
     assert fuzz["start"] < calls["nightly"]["end"]  # started before the first case step ended
+    assert calls["nightly"]["start"] < fuzz["end"]  # and did not hold it up
     assert bench["start"] >= max(c["end"] for n, c in calls.items() if n != "bench")
     assert fuzz["check_workers"] is not None and int(fuzz["check_workers"]) >= 1
     assert all(calls[n]["check_workers"] is None for n in ("nightly", "nightly-graph"))
@@ -76,3 +86,33 @@ def test_a_failing_background_step_fails_the_job(tmp_path):
 def test_a_failing_case_step_fails_the_job(tmp_path):
     rc, calls, _ = run_job(tmp_path, fail="nightly-graph")
     assert rc == 1 and {"nightly-sanitize", "bench"} <= set(calls)
+
+
+def test_a_cancelled_job_stops_the_fuzzer(tmp_path):
+    env = {**job_env(tmp_path), "STUB_FUZZ_SLEEP": "60"}
+    job = subprocess.Popen(
+        ["bash", str(ROOT / ".ci" / "nightly-gpu")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = Path(env["STUB_LOG"] + ".fuzz-pid")
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    fuzz = int(pid_file.read_text())
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=30) != 0
+    deadline = time.time() + 10
+    while _alive(fuzz) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(fuzz)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat_file = Path(f"/proc/{pid}/stat")  # a zombie has exited
+    return not (stat_file.exists() and stat_file.read_text().split()[2] == "Z")
