@@ -30,6 +30,11 @@ from multiprocessing import get_context, util
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: scratch folders of killed owners are not swept
+    fcntl = None
+
 from harness.compare import ErrorStats
 from harness.step_check import (
     Block,
@@ -136,39 +141,60 @@ def _scratch_roots() -> list[str]:
     return ["/dev/shm", tempfile.gettempdir()]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+LOCK_NAME = ".owner.lock"
+
+
+def _lock(folder: str):
+    """Hold the folder's lock for this process's lifetime (the kernel drops it when
+    the process dies, however it dies); None where there is no flock."""
+    if fcntl is None:
+        return None
+    fd = os.open(os.path.join(folder, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _owner_gone(folder: str) -> bool:
+    """Whether nobody holds the folder's lock: its owner has ended. Pids do not
+    tell (they are reused, and another container sharing /dev/shm has its own)."""
+    if fcntl is None:
         return False
-    except PermissionError:
+    try:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR)
+    except OSError:
+        return False  # no lock (yet): leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def remove_scratch(pid: int | None = None) -> None:
-    """Remove the scratch folders of process ``pid`` (None: of every dead owner)."""
+    """Remove the scratch folders whose owner has ended (only process ``pid``'s if given)."""
+    pattern = f"{SCRATCH_PREFIX}{'*' if pid is None else pid}-*"
     for root in _scratch_roots():
-        for path in glob.glob(os.path.join(root, f"{SCRATCH_PREFIX}*-*")):
-            owner = os.path.basename(path)[len(SCRATCH_PREFIX) :].split("-")[0]
-            if not owner.isdigit():
-                continue
-            if (pid is None and not _pid_alive(int(owner))) or int(owner) == pid:
+        for path in glob.glob(os.path.join(root, pattern)):
+            if _owner_gone(path):
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _scratch_dir(disk: bool = False) -> str:
-    """A folder for this process's block files: shared memory when it has room
-    for two blocks and more, else the temp dir."""
+def _scratch_dir(disk: bool = False) -> tuple[str, int | None]:
+    """A folder for this process's block files, and its held lock: shared memory
+    when it has room for two blocks and more, else the temp dir."""
     prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
+    folder = None
     if not disk:
         try:
             st = os.statvfs("/dev/shm")
             if st.f_bavail * st.f_frsize >= 3 * BLOCK_BYTES:
-                return tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
+                folder = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
         except OSError:
             pass
-    return tempfile.mkdtemp(prefix=prefix)
+    folder = folder or tempfile.mkdtemp(prefix=prefix)
+    return folder, _lock(folder)
 
 
 # --- the pool ------------------------------------------------------------------------
@@ -181,7 +207,7 @@ class CheckPool:
         self.workers = workers
         self._exec: ProcessPoolExecutor | None = None
         self._dir: str | None = None
-        self._dirs: list[str] = []  # every folder made, removed on close
+        self._dirs: list[tuple[str, int | None]] = []  # every folder made, and its lock
         self._on_disk = False
         self._files = 0
         self._live: set[str] = set()
@@ -193,10 +219,14 @@ class CheckPool:
         if self._exec is None:
             remove_scratch()  # left by owners that were killed
             self._exec = self._start()
-            self._dir = _scratch_dir()
-            self._dirs.append(self._dir)
+            self._dir = self._new_dir()
             self._on_disk = not self._dir.startswith("/dev/shm/")
         return self._exec
+
+    def _new_dir(self, disk: bool = False) -> str:
+        folder, lock = _scratch_dir(disk)
+        self._dirs.append((folder, lock))
+        return folder
 
     def _start(self) -> ProcessPoolExecutor:
         """Start every worker now, with one BLAS thread each (read when BLAS loads)."""
@@ -232,8 +262,7 @@ class CheckPool:
                 raise
             self._unlink(os.path.join(self._dir or "", f"a{self._files}.npy"))
             self._on_disk = True  # shared memory is full: go on in the temp dir
-            self._dir = _scratch_dir(disk=True)
-            self._dirs.append(self._dir)
+            self._dir = self._new_dir(disk=True)
             return self._new_file(shape)
 
     def _new_file(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -294,8 +323,10 @@ class CheckPool:
             self._exec.shutdown(wait=True, cancel_futures=True)
             self._exec = None
         self._live.clear()
-        for path in self._dirs:
-            shutil.rmtree(path, ignore_errors=True)
+        for folder, lock in self._dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+            if lock is not None:
+                os.close(lock)
         self._dirs.clear()
         self._dir = None
         self._on_disk = False

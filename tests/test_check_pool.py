@@ -122,20 +122,29 @@ def test_starting_workers_leaves_the_blas_settings_alone(pool, monkeypatch):
     assert "OPENBLAS_NUM_THREADS" not in os.environ
 
 
-def test_scratch_of_dead_owners_is_swept(tmp_path, monkeypatch):
+def test_only_folders_whose_owner_ended_are_swept(tmp_path, monkeypatch):
     monkeypatch.setattr(cp, "_scratch_roots", lambda: [str(tmp_path)])
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    (tmp_path / f"{cp.SCRATCH_PREFIX}{dead}-x").mkdir()
-    (tmp_path / f"{cp.SCRATCH_PREFIX}{os.getpid()}-y").mkdir()
-    cp.remove_scratch()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{cp.SCRATCH_PREFIX}{os.getpid()}-y"]
-    cp.remove_scratch(os.getpid())
-    assert list(tmp_path.iterdir()) == []
+    ended = tmp_path / f"{cp.SCRATCH_PREFIX}111-a"
+    ended.mkdir()
+    locker = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX)"
+    )
+    subprocess.run([sys.executable, "-c", locker, str(ended / cp.LOCK_NAME)], check=True)
+    live = tmp_path / f"{cp.SCRATCH_PREFIX}111-b"  # the same pid, reused by a live owner
+    live.mkdir()
+    held = cp._lock(str(live))
+    unlocked = tmp_path / f"{cp.SCRATCH_PREFIX}222-c"  # no lock file yet: being made
+    unlocked.mkdir()
+    try:
+        cp.remove_scratch(222)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [ended.name, live.name, unlocked.name]
+        cp.remove_scratch()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, unlocked.name]
+    finally:
+        os.close(held)
+    cp.remove_scratch(111)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unlocked.name]
 
 
 def test_an_isolated_worker_that_used_the_pool_exits_promptly():
@@ -173,8 +182,8 @@ def test_full_shared_memory_falls_back_to_the_temp_dir(pool, monkeypatch):
     arr[:] = 1.0
     assert pool._on_disk and len(pool._dirs) == 2
     assert os.path.dirname(arr.filename) == pool._dir
-    assert not glob.glob(os.path.join(pool._dirs[0], "*.npy"))  # the failed file went
-    dirs = list(pool._dirs)
+    assert not glob.glob(os.path.join(pool._dirs[0][0], "*.npy"))  # the failed file went
+    dirs = [folder for folder, _ in pool._dirs]
     pool.close()
     assert not any(os.path.exists(d) for d in dirs)
 
@@ -189,6 +198,7 @@ def test_workers_run_one_blas_thread_each(pool, monkeypatch):
 CHILD = """
 import multiprocessing as mp
 import sys
+import time
 
 sys.path.insert(0, {tests!r})
 
@@ -212,10 +222,17 @@ def use_the_pool_then_fail():
         return block
 
     cp.check_blocks(ctx, R, 2, (HV, K, V), make_block)
+    if len(sys.argv) > 1:  # stay, to be killed
+        print("ready", flush=True)
+        time.sleep(60)
     raise RuntimeError("the case worker fails after using the pool")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and len(sys.argv) > 1:
+    use_the_pool_then_fail()
+
+
+if __name__ == "__main__" and len(sys.argv) == 1:
     child = mp.get_context("spawn").Process(target=use_the_pool_then_fail)
     child.start()
     child.join(timeout=30)
@@ -241,3 +258,26 @@ def test_a_spawned_process_that_used_the_pool_exits_promptly_and_cleanly(tmp_pat
         p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
     ]
     assert leftovers == []
+
+
+def test_the_files_of_a_killed_owner_are_reaped(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
+    owner = subprocess.Popen(
+        [sys.executable, str(script), "stay"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        mine = [
+            p
+            for root in cp._scratch_roots()
+            for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{owner.pid}-*")
+        ]
+        assert mine  # the pool's folder exists while its owner lives
+        cp.remove_scratch(owner.pid)
+        assert all(os.path.exists(p) for p in mine)  # a live owner's folder stays
+    finally:
+        owner.kill()
+        owner.wait()
+    cp.remove_scratch(owner.pid)
+    assert not any(os.path.exists(p) for p in mine)
