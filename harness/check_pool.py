@@ -376,11 +376,12 @@ def _check_here(ctx, total_rows, tested, shape, make_block) -> list[ErrorStats]:
     n = block_rows(tested, *shape, LOCAL_BLOCK_BYTES)
     for start in range(0, total_rows, n):
         rows = np.arange(start, min(start + n, total_rows))
-        merge_into(totals, block_stats(ctx, make_block(rows, _local_array)))
+        merge_into(totals, block_stats(ctx, make_block(rows, host_array)))
     return totals
 
 
-def _local_array(shape: tuple[int, ...]) -> np.ndarray:
+def host_array(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array in this process's memory (for checks that stay here)."""
     return np.empty(shape, np.float32)
 
 

@@ -17,7 +17,6 @@ depends on the device RNG.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from harness.check_pool import cpu_count
 from harness.spec import CaseSpec
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -481,8 +481,7 @@ def _fill_state(buf: GuardedBuffer, spec: CaseSpec, indices: list[int]) -> None:
 
 def _draw_threads(chunks: int) -> int:
     """Threads drawing the live slots of a big pool (torch releases the GIL)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(chunks, cpus or 1, 16))
+    return max(1, min(chunks, cpu_count(), 16))
 
 
 # --- inputs --------------------------------------------------------------------

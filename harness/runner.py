@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from harness import inputs as inp_mod
-from harness.check_pool import check_blocks
+from harness.check_pool import check_blocks, host_array
 from harness.compare import DriftStats, ErrorStats, rel_rms
 from harness.registry import Implementation
 from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from harness.spec import CaseSpec
-from harness.step_check import Block, StepContext
+from harness.step_check import Block, StepContext, merge_into
 from harness.tolerance import EPS, ElementTol, resolve
 from reference.oracle import decode_rows
 
@@ -45,25 +45,17 @@ def tier_runnable(tier: str, device: str) -> str | None:
     return None
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
-    """Values on the host, exactly, at no more than fp32 width (the copy is the slow part)."""
-    t = t.detach()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.float()  # exact, and NumPy has no bfloat16
-    return t.contiguous().cpu().numpy()
-
-
-def _f64(t: torch.Tensor) -> np.ndarray:
-    return _host(t).astype(np.float64)
-
-
-def _copy_out(t: torch.Tensor, new_array) -> np.ndarray:
-    """``t`` as float32 (exact for every state and output dtype) in a host array
-    from ``new_array(shape)``."""
+def _host(t: torch.Tensor, new_array=host_array) -> np.ndarray:
+    """``t`` as float32 (exact for every dtype the contract allows: NumPy has no
+    bfloat16, and the copy is the slow part) in a host array from ``new_array(shape)``."""
     t = t.detach().float().contiguous()
     dst = new_array(tuple(t.shape))
     torch.from_numpy(dst).copy_(t)
     return dst
+
+
+def _f64(t: torch.Tensor) -> np.ndarray:
+    return _host(t).astype(np.float64)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -145,9 +137,9 @@ class _CaseRun:
         """Slots in the canonical ``[R, HV, K, V]`` orientation (a view)."""
         return slots if self.spec.layout.state_layout == "kv" else slots.transpose(-1, -2)
 
-    def _canonical(self, slots: torch.Tensor) -> np.ndarray:
+    def _canonical(self, slots: torch.Tensor, new_array=host_array) -> np.ndarray:
         """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
-        return _host(self._oriented(slots))
+        return _host(self._oriented(slots), new_array)
 
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
@@ -181,10 +173,14 @@ class _CaseRun:
         b = self.base
         return tuple(_f64(t) for t in (b.mixed_qkv, b.a, b.b, b.A_log, b.dt_bias))
 
-    def _tested(self, part: _Participant, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _tested(
+        self, part: _Participant, chunk: np.ndarray, new_array=host_array
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``part``'s output rows and named slots for live rows ``chunk``, on the host."""
         rows = torch.as_tensor(self.live_rows[chunk], device=self.device)
         slots = self.live_slots_t[torch.as_tensor(chunk, device=self.device)]
-        return _host(part.inputs.out[rows]), self._canonical(part.inputs.state[slots])
+        out = _host(part.inputs.out[rows], new_array)
+        return out, self._canonical(part.inputs.state[slots], new_array)
 
     def _stats(self, quantity: str, pair: str, step: int, tol: ElementTol) -> ErrorStats:
         s = ErrorStats(quantity=quantity, pair=pair, step=step, tolerance=tol.describe())
@@ -295,8 +291,7 @@ class _CaseRun:
                 shape,
                 lambda chunk, new_array, g=group: self._block(g, acts, chunk, new_array),
             )
-            for total, part in zip(totals, parts, strict=True):
-                total.merge(part)
+            merge_into(totals, parts)
             own = {f"{p.impl.spec} vs oracle": p.impl.spec for p in group}
             for s in totals:
                 if not s.ok:
@@ -327,21 +322,15 @@ class _CaseRun:
     def _block(self, group, acts, chunk: np.ndarray, new_array) -> Block:
         """Host copies for live rows ``chunk``: the group's pre-step states and results."""
         qkv, a, b, A_log, dt_bias = acts
-        rows, slots = self.live_rows[chunk], self.live_slots[chunk]
-        chunk_t = torch.as_tensor(chunk, device=self.device)
-        rows_t = torch.as_tensor(rows, device=self.device)
-        slots_t = self.live_slots_t[chunk_t]
-        block = Block(
+        rows = self.live_rows[chunk]
+        pre = group[0].pre_state[torch.as_tensor(chunk, device=self.device)]
+        return Block(
             acts=(qkv[rows], a[rows], b[rows], A_log, dt_bias),
             rows=rows,
-            slots=slots,
-            pre=_copy_out(self._oriented(group[0].pre_state[chunk_t]), new_array),
+            slots=self.live_slots[chunk],
+            pre=self._canonical(pre, new_array),
+            tested=[self._tested(p, chunk, new_array) for p in group],
         )
-        for p in group:
-            out = _copy_out(p.inputs.out[rows_t], new_array)
-            state = _copy_out(self._oriented(p.inputs.state[slots_t]), new_array)
-            block.tested.append((out, state))
-        return block
 
     def _check_drift(self, alive: list[_Participant], acts, step: int) -> None:
         qkv, a, b, A_log, dt_bias = acts
