@@ -37,6 +37,12 @@ def pool(monkeypatch):
     cp.close_shared_pool()
 
 
+def _folders_of(pid: int) -> list[str]:
+    """The scratch folders of process ``pid``."""
+    pattern = f"{cp.SCRATCH_PREFIX}{pid}-*"
+    return [p for root in cp._scratch_roots() for p in glob.glob(os.path.join(root, pattern))]
+
+
 def _maker(whole: sc.Block, files: list[str], fail_at: int | None = None):
     """make_block for rows of ``whole``, recording every file it fills."""
 
@@ -159,10 +165,7 @@ def test_an_isolated_worker_that_used_the_pool_exits_promptly():
     start = time.perf_counter()
     runner.close()
     assert time.perf_counter() - start < 8.0  # it returned, it was not killed after 10 s
-    leftovers = [
-        p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
-    ]
-    assert leftovers == []
+    assert _folders_of(pid) == []
 
 
 def test_full_shared_memory_falls_back_to_the_temp_dir(pool, monkeypatch):
@@ -254,10 +257,7 @@ def test_a_spawned_process_that_used_the_pool_exits_promptly_and_cleanly(tmp_pat
     assert code == "1"  # it ended (raised), not still waiting for its check workers
     assert time.perf_counter() - start < 30
     pid = int(pid)
-    leftovers = [
-        p for root in cp._scratch_roots() for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{pid}-*")
-    ]
-    assert leftovers == []
+    assert _folders_of(pid) == []
 
 
 def test_the_files_of_a_killed_owner_are_reaped(tmp_path):
@@ -268,11 +268,7 @@ def test_the_files_of_a_killed_owner_are_reaped(tmp_path):
     )
     try:
         assert owner.stdout.readline().strip() == "ready"
-        mine = [
-            p
-            for root in cp._scratch_roots()
-            for p in glob.glob(f"{root}/{cp.SCRATCH_PREFIX}{owner.pid}-*")
-        ]
+        mine = _folders_of(owner.pid)
         assert mine  # the pool's folder exists while its owner lives
         cp.remove_scratch(owner.pid)
         assert all(os.path.exists(p) for p in mine)  # a live owner's folder stays
