@@ -44,6 +44,7 @@ class ErrorStats:
     over: int = 0
     nan: int = 0
     inf: int = 0
+    rounded_inf: int = 0  # Inf where the oracle's value overflows the dtype: no error
     max_abs: float = 0.0
     max_abs_at: Location | None = None
     max_rel: float = 0.0
@@ -74,13 +75,15 @@ class ErrorStats:
         slots: np.ndarray,
         head0: int = 0,
         ref_floor: np.ndarray | None = None,
+        overflow: float | None = None,
     ) -> None:
         """Fold in a piece: arrays ``[R, h, V]`` or ``[R, h, K, V]`` of value heads
         ``head0 .. head0 + h``.
 
         ``bound`` None: differences are reported (max abs, max rel, RMS), not
         checked. ``ref_floor``, ``max(|ref|, tiny)``, may be passed in when
-        several arrays are compared with one reference.
+        several arrays are compared with one reference. ``overflow``: the
+        dtype's overflow threshold, above which an Inf is a correct rounding.
         """
         if x.size == 0:
             return
@@ -99,6 +102,9 @@ class ErrorStats:
                 ref_floor = relative_floor(ref)
             rel = np.divide(err, ref_floor)
         else:
+            if overflow is not None and bound is not None:
+                x, n = saturate_overflow(x, ref, bound, overflow)
+                self.rounded_inf += n
             err = self._nonfinite_err(x, ref)
             ratio = None
             if bound is not None:
@@ -153,7 +159,7 @@ class ErrorStats:
 
     def merge(self, other: ErrorStats) -> None:
         """Fold in the stats of a later chunk (same result as adding its arrays here)."""
-        for attr in ("n", "over", "nan", "inf", "err_sq", "ref_sq"):
+        for attr in ("n", "over", "nan", "inf", "rounded_inf", "err_sq", "ref_sq"):
             setattr(self, attr, getattr(self, attr) + getattr(other, attr))
         for attr, loc in (
             ("max_abs", "max_abs_at"),
@@ -198,6 +204,8 @@ class ErrorStats:
         parts = [f"{self.over}/{self.n} over tolerance"]
         if self.nan or self.inf:
             parts.append(f"{self.nan} NaN, {self.inf} Inf")
+        if self.rounded_inf:
+            parts.append(f"{self.rounded_inf} Inf where the oracle overflows (no error)")
         parts.append(f"max abs {self.max_abs:.3g} at {self.max_abs_at}")
         parts.append(f"max rel {self.max_rel:.3g} at {self.max_rel_at}")
         if self.worst_at is not None and self.worst_value is not None:
@@ -223,6 +231,28 @@ class ErrorStats:
             d["worst_value"] = [_finite(v) for v in self.worst_value]
         d["ok"] = self.ok
         return d
+
+
+def saturate_overflow(
+    x: np.ndarray, ref: np.ndarray, reach: np.ndarray, threshold: float
+) -> tuple[np.ndarray, int]:
+    """``x`` with each Inf that correctly rounds the oracle's value replaced by
+    ``sign * max(threshold, |ref|)``, and how many there were.
+
+    An Inf is a correct rounding where the reference, moved towards it by at
+    most ``reach`` (the tolerance), reaches ``threshold``: its error is then
+    the distance from the reference to the overflow range, within the bound.
+    """
+    mag = np.abs(ref)
+    with np.errstate(invalid="ignore"):
+        ok = np.isinf(x) & np.isfinite(ref) & (np.sign(x) == np.sign(ref))
+        ok &= mag + reach >= threshold
+    n = int(np.count_nonzero(ok))
+    if n == 0:
+        return x, 0
+    x = np.array(x, dtype=np.float64)
+    x[ok] = np.sign(ref[ok]) * np.maximum(threshold, mag[ok])
+    return x, n
 
 
 def relative_floor(ref: np.ndarray) -> np.ndarray:

@@ -156,7 +156,7 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
                 last = [d for d in r["drift"] if d["who"] == who][-1]
                 head.append(
                     f"| `{r['id']}` | {who} | {last['step'] + 1} | "
-                    f"{last['state_max_abs']:.3g} | {last['out_max_abs']:.3g} |"
+                    f"{_fmt(last['state_max_abs'])} | {_fmt(last['out_max_abs'])} |"
                 )
         head.append("")
     return "\n".join(head)

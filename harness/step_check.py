@@ -88,11 +88,19 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
         ctx.tol_state.bound(ref.state, ref.state_mag),
     )
     floors = tuple(relative_floor(x) for x in refs)
+    overflows = (ctx.tol_out.overflow, ctx.tol_state.overflow)
     rows, slots = block.rows[r], block.slots[r]
     for i, tested in enumerate(block.tested):
         for j in range(2):
             stats[2 * i + j].add(
-                tested[j][r, heads], refs[j], bounds[j], rows, slots, heads.start, floors[j]
+                tested[j][r, heads],
+                refs[j],
+                bounds[j],
+                rows,
+                slots,
+                heads.start,
+                floors[j],
+                overflows[j],
             )
     if len(block.tested) == 2:  # implementation vs implementation: reported, not checked
         for j in range(2):

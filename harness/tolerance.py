@@ -12,6 +12,10 @@ Two bounds, both from DESIGN.md:
 * Drift of a carried state over many steps, against the exact float64
   trajectory, as a budget relative to the baseline's own drift:
   ``drift_test <= drift_factor * (drift_baseline + eps(dtype) * max|ref|)``.
+
+An infinity is a correct rounding where the oracle's value, moved by at most
+the bound, reaches the dtype's overflow threshold: fp16 outputs of real
+inputs do overflow, and every correct kernel then writes the same Inf.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ class ElementTol:
             f"magnitude; drift <= {self.drift_factor:g} x baseline"
         )
 
+    @property
+    def overflow(self) -> float:
+        return overflow_threshold(self.dtype)
+
     def bound(self, ref: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
         b = ulp(ref, self.dtype)
         b *= self.ulps
@@ -72,6 +80,13 @@ def resolve(override: Tolerance, dtype: str, K: int) -> ElementTol:
 
 
 MANT_BITS = {"fp32": 23, "bf16": 7, "fp16": 10}
+MAX_EXP = {"fp32": 127, "bf16": 127, "fp16": 15}
+
+
+def overflow_threshold(dtype: str) -> float:
+    """The smallest magnitude that rounds to Inf in ``dtype`` (round to nearest):
+    the largest finite value plus half its spacing, 65520 for fp16."""
+    return 2.0 ** MAX_EXP[dtype] * (2.0 - 2.0 ** -(MANT_BITS[dtype] + 1))
 
 
 def ulp(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.compare import DriftStats, ErrorStats, Location, rel_rms
+from harness.compare import DriftStats, ErrorStats, Location, rel_rms, saturate_overflow
+from harness.tolerance import overflow_threshold
 
 
 def new_stats(**kw) -> ErrorStats:
@@ -208,6 +209,66 @@ def test_inf_where_ref_finite_counts():
     assert s.inf == 2 and s.nan == 0 and s.over == 2 and not s.ok
     assert s.max_abs == math.inf
     assert s.max_abs_at == Location(row=3, slot=6, head=0, k=1, v=1)
+
+
+FP16_EDGE = 65520.0  # the smallest magnitude that rounds to Inf in fp16
+
+
+@pytest.mark.parametrize("ref, bound", [(69029.4, 32.0), (65510.0, 32.0), (-70000.0, 1.0)])
+def test_inf_that_rounds_an_overflowing_reference_is_no_error(ref, bound):
+    refs = np.array([[[ref, 1.0]]])
+    x = np.array([[[math.copysign(math.inf, ref), 1.0]]])
+    s = new_stats(quantity="out")
+    s.add(x, refs, np.full_like(x, bound), np.array([0]), np.array([0]), overflow=FP16_EDGE)
+    assert s.ok and s.inf == 0 and s.over == 0 and s.rounded_inf == 1
+    assert s.max_abs == max(0.0, FP16_EDGE - abs(ref)) <= bound
+    assert "1 Inf where the oracle overflows" in s.summary()
+
+
+@pytest.mark.parametrize(
+    "x, ref",
+    [
+        (math.inf, 60000.0),  # short of the overflow range by more than the bound
+        (-math.inf, 69029.4),  # the wrong sign
+        (math.inf, math.nan),  # no reference to round
+    ],
+)
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_other_infinities_still_count(x, ref):
+    s = new_stats(quantity="out")
+    xs, refs = np.array([[[x]]]), np.array([[[ref]]])
+    s.add(xs, refs, np.full_like(xs, 32.0), np.array([0]), np.array([0]), overflow=FP16_EDGE)
+    assert not s.ok and s.rounded_inf == 0
+
+
+def test_infinities_count_when_no_overflow_threshold_is_given():
+    s = new_stats(quantity="out")
+    s.add(np.array([[[math.inf]]]), np.array([[[7e4]]]), np.ones((1, 1, 1)), [0], [0])
+    assert s.inf == 1 and not s.ok
+
+
+def test_saturate_overflow_leaves_finite_values_and_the_input_alone():
+    x = np.array([1.0, math.inf, -math.inf, 5.0])
+    ref = np.array([1.5, 7e4, -6.55e4, 5.0])
+    y, n = saturate_overflow(x, ref, np.full(4, 32.0), FP16_EDGE)
+    assert n == 2 and y.tolist() == [1.0, 7e4, -FP16_EDGE, 5.0]
+    assert math.isinf(x[1])  # a copy, not the caller's array
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16", "fp32"])
+def test_overflow_threshold_is_where_rounding_reaches_inf(dtype):
+    edge = overflow_threshold(dtype)
+    if dtype == "bf16":  # the bf16 edge is an fp32 number, and fp32 -> bf16 rounds once
+        torch = pytest.importorskip("torch")
+        below = float(np.nextafter(np.float32(edge), np.float32(0)))
+
+        def to(v):
+            return float(torch.tensor(v, dtype=torch.float32).to(torch.bfloat16))
+    else:
+        below = float(np.nextafter(edge, 0.0))
+        to = {"fp16": np.float16, "fp32": np.float32}[dtype]
+    with np.errstate(over="ignore"):
+        assert math.isinf(to(edge)) and math.isfinite(to(below))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")

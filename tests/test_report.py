@@ -27,3 +27,15 @@ def test_errors_table_takes_the_worst_step_and_shows_no_bound_for_reported_pairs
     lines = errors_markdown([{"name": "c", "stats": stats}]).splitlines()
     assert "| `c` | packed vs oracle | 0.0005 | 0.7 | 2e-07 | 0.01 |" in lines
     assert "| `c` | packed vs baseline | 8e-05 | - | 1e-07 | - |" in lines
+
+
+def test_summary_shows_a_drift_that_is_not_finite():
+    from harness.report import summarize, summary_markdown
+
+    drift = [
+        {"who": "packed", "step": 0, "state_max_abs": 1e-7, "out_max_abs": 2e-3},
+        {"who": "packed", "step": 1, "state_max_abs": "nan", "out_max_abs": "inf"},
+    ]
+    row = {"id": "f.yaml::c", "status": "passed", "duration_s": 0.1, "drift": drift}
+    text = summary_markdown([row], summarize([row]))
+    assert "| `f.yaml::c` | packed | 2 | nan | inf |" in text.splitlines()

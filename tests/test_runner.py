@@ -1,5 +1,7 @@
 """The runner's own edge cases: replay patterns, non-finite oracles, exit codes."""
 
+import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +170,37 @@ def test_later_steps_share_one_oracle_run_only_from_identical_states(monkeypatch
     per_step = [sum(s.step == step for s in result.stats) for step in range(3)]
     # one group: (out, state) for each participant and for the pair; two groups: no pair
     assert per_step == [6, 6, 6] if shared else [6, 4, 4]
+
+
+def test_fp16_outputs_that_overflow_like_the_exact_value_pass():
+    from harness.cases import load_file
+    from harness.runner import run_case
+
+    (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")
+    result = run_case(spec, load_implementation("packed"), load_implementation("baseline"), "cpu")
+    assert result.status == "passed", [str(v) for v in result.violations]
+    rounded = [s for s in result.stats if s.rounded_inf]
+    assert {s.pair for s in rounded} == {"packed vs oracle", "baseline vs oracle"}
+    assert all(s.quantity == "out" and s.step == 2 and s.ok for s in rounded)
+    assert all(math.isfinite(d.out_max_abs) for d in result.drift)
+
+
+def test_an_inf_where_the_exact_value_is_in_range_is_a_violation():
+    """The same case with the kernel's outputs pushed to Inf one step early."""
+    from harness.cases import load_file
+    from harness.runner import run_case
+
+    (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")
+    packed = load_implementation("packed")
+    calls = []
+
+    def inf_at_step_1(*args, **kwargs):
+        packed.fn(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # step 0 runs twice: the determinism check
+            args[-1].fill_(float("inf"))  # the output buffer
+
+    impl = dataclasses.replace(packed, fn=inf_at_step_1, spec="inf_early")
+    result = run_case(spec, impl, load_implementation("baseline"), "cpu")
+    assert result.status == "failed"
+    assert any(v.step == 1 and "Inf" in v.message for v in result.violations)
