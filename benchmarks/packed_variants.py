@@ -1,12 +1,26 @@
-"""Tiling variants of the packed kernel, for sweeps through ``gdn-harness bench --impl``.
+"""Variants of the packed kernel, for sweeps through ``gdn-harness bench --impl``.
 
-Each is the packed kernel with one (BV, num_warps) choice, e.g.
+Tiling: the packed kernel with one (BV, num_warps) choice, e.g.
 ``gdn-harness bench --impl benchmarks.packed_variants:bv16_w2``.
+
+Persistent grid: ``p<programs per SM>_s<loop stages>`` launches a fixed number
+of programs that loop over the tiles of the flat grid (the default tiling's
+BV and warps), so no program is launched per tile and the loop may prefetch
+the next tile while the current one computes, e.g.
+``gdn-harness bench --impl benchmarks.packed_variants:p16_s2``.
 """
 
-from functools import partial
+from __future__ import annotations
+
+from functools import cache, partial
+
+import torch
+import triton
+import triton.language as tl
 
 from kernels import packed_decode
+from kernels.packed_decode import NUM_STAGES, _decode_tile, default_tuning
+from kernels.validate import check_decode_args
 
 bv4_w1 = partial(packed_decode, BV=4, num_warps=1)
 bv8_w2 = partial(packed_decode, BV=8, num_warps=2)
@@ -15,3 +29,115 @@ bv16_w2 = partial(packed_decode, BV=16, num_warps=2)
 bv32_w2 = partial(packed_decode, BV=32, num_warps=2)
 bv32_w8 = partial(packed_decode, BV=32, num_warps=8)
 bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
+
+
+# Grid: (min(TILES, programs),) with TILES = B * HV * cdiv(V, BV), the flat
+#   grid's tile count. Program p owns tiles p, p + P, p + 2P, ... (P programs),
+#   each tile exactly the flat kernel's program (see kernels/packed_decode.py:
+#   one row, one value head, BV values x all K keys, masks for the K and V
+#   tails and for padding rows). LOOP_STAGES > 1 lets Triton pipeline the
+#   loop's loads across iterations.
+@triton.jit
+def _persistent_kernel(
+    qkv_ptr,
+    a_ptr,
+    b_ptr,
+    A_log_ptr,
+    dt_bias_ptr,
+    state_ptr,
+    idx_ptr,
+    out_ptr,
+    stride_qkv,
+    stride_a,
+    stride_b,
+    stride_s0,
+    scale,
+    TILES,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
+    STATE_VK: tl.constexpr,
+    LOOP_STAGES: tl.constexpr,
+):
+    for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
+        _decode_tile(
+            t,
+            qkv_ptr,
+            a_ptr,
+            b_ptr,
+            A_log_ptr,
+            dt_bias_ptr,
+            state_ptr,
+            idx_ptr,
+            out_ptr,
+            stride_qkv,
+            stride_a,
+            stride_b,
+            stride_s0,
+            scale,
+            H,
+            HV,
+            K,
+            V,
+            BK,
+            BV,
+            USE_L2NORM,
+            STATE_VK,
+        )
+
+
+@cache
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def persistent(
+    mixed_qkv,
+    a,
+    b,
+    A_log,
+    dt_bias,
+    state,
+    state_indices,
+    out,
+    *,
+    scale: float,
+    use_qk_l2norm: bool = True,
+    state_layout: str = "vk",
+    per_sm: int = 16,
+    loop_stages: int = 1,
+) -> None:
+    """The packed step on a persistent grid of ``per_sm`` programs per SM."""
+    dims = check_decode_args(
+        mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
+    )
+    if dims.B == 0 or dims.HV == 0 or dims.V == 0:
+        return
+    tune = default_tuning(dims.K, dims.V, state_layout, dims.B * dims.HV)
+    BV = tune["BV"]
+    tiles = dims.B * dims.HV * triton.cdiv(dims.V, BV)
+    grid = (min(tiles, per_sm * _sm_count(state.device)),)
+    _persistent_kernel[grid](
+        mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out,
+        mixed_qkv.stride(0), a.stride(0), b.stride(0), state.stride(0),
+        float(scale), tiles,
+        H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
+        BK=triton.next_power_of_2(dims.K), BV=BV,
+        USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
+        LOOP_STAGES=loop_stages,
+        num_warps=tune["num_warps"], num_stages=NUM_STAGES,
+    )  # fmt: skip
+
+
+p8_s1 = partial(persistent, per_sm=8, loop_stages=1)
+p16_s1 = partial(persistent, per_sm=16, loop_stages=1)
+p32_s1 = partial(persistent, per_sm=32, loop_stages=1)
+p8_s2 = partial(persistent, per_sm=8, loop_stages=2)
+p16_s2 = partial(persistent, per_sm=16, loop_stages=2)
+p32_s2 = partial(persistent, per_sm=32, loop_stages=2)

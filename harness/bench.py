@@ -21,6 +21,11 @@ Why each part of the method is the way it is:
   measured on the same card in the same run, are the fastest the step could
   be. "% of floor" is floor time / measured time. Numbers from different runs
   or cards are not comparable; the JSON records the card and versions.
+* **A copy of the same size.** Next to each case, a device-to-device copy of
+  half the step's bytes (so it moves as many), timed the same way (graph
+  replay, one buffer pair per input set). "% of copy" says how close the step
+  comes to the best that memory traffic of its own size reaches: short steps
+  pay a ramp-up and a tail that the 2 GiB copy behind the floor does not.
 * **Baseline honesty.** The unfused baseline's recurrent kernel alone is timed
   against FLA's ``fused_recurrent_gated_delta_rule`` on the same pre-split
   inputs, so a speedup over the baseline is not a speedup over a strawman.
@@ -743,7 +748,27 @@ def bench_case(
         r["targets"] = [asdict(x) for x in evaluate_targets(r)]
     del bufs, chk
     _release(device)
+    copy = same_size_copy(floor.total // 2, n_sets, device, cfg.replays)
+    for r in rows:
+        r["copy_us"] = copy.median_us
+        if "time_us" in r:
+            r["pct_copy"] = 100.0 * copy.median_us / r["time_us"]
+    _release(device)
     return rows
+
+
+def same_size_copy(nbytes: int, sets: int, device: torch.device, replays: int) -> Timing:
+    """Time per device-to-device copy of ``nbytes``, one source/target pair per
+    input set, timed like the implementations (graph replay, median)."""
+    pairs = [
+        (
+            torch.ones(nbytes, dtype=torch.uint8, device=device),
+            torch.empty(nbytes, dtype=torch.uint8, device=device),
+        )
+        for _ in range(sets)
+    ]
+    calls = [(lambda s=s, d=d: d.copy_(s)) for s, d in pairs]
+    return time_calls(calls, device, replays, use_graph=device.type == "cuda")
 
 
 # --- recurrent kernel alone: baseline vs FLA ----------------------------------------
@@ -1027,6 +1052,7 @@ MAIN_COLUMNS = (
     "x_base",
     "GB/s",
     "%floor",
+    "%copy",
     "check",
     "targets",
 )
@@ -1048,6 +1074,7 @@ def main_table_rows(rows: list[dict]) -> list[list[str]]:
                 _fmt(r.get("speedup")),
                 _fmt(r.get("GBps"), ".0f"),
                 _fmt(r.get("pct_floor"), ".1f"),
+                _fmt(r.get("pct_copy"), ".1f"),
                 check,
                 cell,
             ]

@@ -81,8 +81,59 @@ def _packed_decode_kernel(
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
 ):
+    _decode_tile(
+        tl.program_id(0),
+        qkv_ptr,
+        a_ptr,
+        b_ptr,
+        A_log_ptr,
+        dt_bias_ptr,
+        state_ptr,
+        idx_ptr,
+        out_ptr,
+        stride_qkv,
+        stride_a,
+        stride_b,
+        stride_s0,
+        scale,
+        H,
+        HV,
+        K,
+        V,
+        BK,
+        BV,
+        USE_L2NORM,
+        STATE_VK,
+    )
+
+
+@triton.jit
+def _decode_tile(
+    pid,
+    qkv_ptr,
+    a_ptr,
+    b_ptr,
+    A_log_ptr,
+    dt_bias_ptr,
+    state_ptr,
+    idx_ptr,
+    out_ptr,
+    stride_qkv,
+    stride_a,
+    stride_b,
+    stride_s0,
+    scale,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
+    STATE_VK: tl.constexpr,
+):
+    """The work of tile ``pid``: one (row, value head, V tile), as described above."""
     NV: tl.constexpr = (V + BV - 1) // BV
-    pid = tl.program_id(0)
     pid_v = pid % NV
     pid_bh = pid // NV
     n = pid_bh // HV

@@ -236,11 +236,13 @@ def test_dry_run_end_to_end(tmp_path, monkeypatch, capsys):
         if r["impl"] in ("packed", "baseline"):
             assert r["check"] == "PASS", r["detail"]
             assert r["time_us"] > 0 and r["pct_floor"] > 0 and r["GBps"] > 0
+            assert r["pct_copy"] == pytest.approx(100 * r["copy_us"] / r["time_us"])
             assert r["input_sets"] == 2
         else:
             assert r["check"] == "FAIL" and r["status"] == "check-failed"
-            assert "time_us" not in r and "speedup" not in r
+            assert "time_us" not in r and "speedup" not in r and "pct_copy" not in r
             assert "over tolerance" in r["detail"]
+        assert r["copy_us"] > 0
     base = [r for r in rows if r["impl"] == "baseline"]
     assert all(r["speedup"] == 1.0 for r in base)
     assert report["failed_checks"] == 4

@@ -1,0 +1,109 @@
+"""How fast can a B = 1 step be on this card? Minimal kernels with the step's
+memory pattern, timed exactly like ``gdn-harness bench`` times the packed kernel.
+
+At B = 1 the step is latency bound: launch, then a chain of dependent DRAM
+round trips (slot index -> state tile -> store). Each probe keeps one more
+piece of that chain, so the gaps between rows show what each piece costs and
+the last row is the floor that any packed kernel with this tiling would pay:
+
+* ``launch``: one program that stores one int;
+* ``tiles``: the packed kernel's grid at B = 1 (HV x V / BV one-warp programs),
+  each reading its [BV, K] fp32 state tile at a fixed slot and writing it back;
+* ``index+tiles``: the same, with the slot read from ``state_indices`` first;
+* ``packed``: the packed kernel itself (all of the above, plus q/k/v, gates,
+  the two reductions and the output).
+
+Usage (on a GPU): ``python benchmarks/latency_probe.py [--shapes 16/32,4/8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import triton
+import triton.language as tl
+
+from harness import bench
+from kernels.packed_decode import default_tuning, packed_decode
+
+
+# Grid: (1,); one program stores one int: the cost of a launch inside a graph.
+@triton.jit
+def _launch_kernel(out_ptr):
+    tl.store(out_ptr, 1)
+
+
+# Grid: (cdiv(HV * V, BV),), one warp each. Program p owns state rows
+#   [p * BV, (p + 1) * BV) x K of one slot (row tail masked), read and written
+#   once. With USE_INDEX the slot is idx_ptr[0] of the pool at state_ptr;
+#   without, state_ptr is the slot itself.
+@triton.jit
+def _tiles_kernel(
+    state_ptr, idx_ptr, stride_s0, ROWS, K: tl.constexpr, BV: tl.constexpr, USE_INDEX: tl.constexpr
+):
+    pid = tl.program_id(0)
+    base = state_ptr
+    if USE_INDEX:
+        base = state_ptr + tl.load(idx_ptr).to(tl.int64) * stride_s0
+    offs_v = pid * BV + tl.arange(0, BV)
+    offs_k = tl.arange(0, K)
+    mask = (offs_v < ROWS)[:, None]
+    ptrs = base + offs_v[:, None] * K + offs_k[None, :]
+    s = tl.load(ptrs, mask=mask, other=0.0)
+    tl.store(ptrs, s * 0.5, mask=mask)
+
+
+def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
+    """Each probe's calls at B = 1 for ``shape`` (vk layout), one per input set."""
+    act, st = torch.bfloat16, torch.float32
+    per_set = bench.set_footprint(1, shape, act.itemsize, st.itemsize)
+    sets = bench.auto_input_sets(per_set, bench._l2_bytes(device))
+    bufs = bench.build_case(shape, 1, "vk", sets, act, st, device, seed=1)
+    pool = bufs.pool
+    tune = default_tuning(shape.K, shape.V, "vk", shape.HV)
+    BV = tune["BV"]
+    rows_total = shape.HV * shape.V  # one slot's [HV, V] rows of K keys
+    grid = (triton.cdiv(rows_total, BV),)
+    flag = torch.zeros(sets, dtype=torch.int32, device=device)
+
+    def tiles(i: int, use_index: bool):
+        idx = bufs.sets[i].state_indices
+        state = pool if use_index else pool[i]  # set i owns slot i at B = 1
+        return lambda: _tiles_kernel[grid](
+            state, idx, pool.stride(0), rows_total, K=shape.K, BV=BV, USE_INDEX=use_index,
+            num_warps=1,
+        )  # fmt: skip
+
+    kwargs = bufs.kwargs()
+    return {
+        "launch": [(lambda i=i: _launch_kernel[(1,)](flag[i:])) for i in range(sets)],
+        "tiles": [tiles(i, False) for i in range(sets)],
+        "index+tiles": [tiles(i, True) for i in range(sets)],
+        "packed": [(lambda i=i: packed_decode(*bufs.args(i), **kwargs)) for i in range(sets)],
+    }
+
+
+def probe(shape: bench.Shape, device: torch.device, replays: int) -> dict[str, float]:
+    """Microseconds per call of each probe, timed as the bench times a step."""
+    return {
+        name: bench.time_calls(calls, device, replays, use_graph=True).median_us
+        for name, calls in probe_calls(shape, device).items()
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", default="16/32,4/8")
+    p.add_argument("--replays", type=int, default=200)
+    args = p.parse_args()
+    device = torch.device("cuda")
+    print(f"card: {torch.cuda.get_device_name(device)} | triton {triton.__version__}")
+    print(f"{'shape':>8} {'probe':>12} {'us/call':>8}")
+    for shape in bench.parse_shapes(args.shapes):
+        for name, us in probe(shape, device, args.replays).items():
+            print(f"{shape.label:>8} {name:>12} {us:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
