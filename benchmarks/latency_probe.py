@@ -9,6 +9,7 @@ the last row is the floor that any packed kernel with this tiling would pay:
 * ``launch``: one program that stores one int;
 * ``tiles``: the packed kernel's grid at B = 1 (HV x V / BV one-warp programs),
   each reading its [BV, K] fp32 state tile at a fixed slot and writing it back;
+  ``tiles BV/w`` the same with other tile heights and warps per program;
 * ``index+tiles``: the same, with the slot read from ``state_indices`` first;
 * ``packed``: the packed kernel itself (all of the above, plus q/k/v, gates,
   the two reductions and the output).
@@ -26,6 +27,8 @@ import triton.language as tl
 
 from harness import bench
 from kernels.packed_decode import default_tuning, packed_decode
+
+TILE_SWEEP = ((1, 1), (2, 1), (8, 1), (8, 2), (16, 4), (32, 4), (64, 8))
 
 
 # Grid: (1,); one program stores one int: the cost of a launch inside a graph.
@@ -62,18 +65,20 @@ def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
     bufs = bench.build_case(shape, 1, "vk", sets, act, st, device, seed=1)
     pool = bufs.pool
     tune = default_tuning(shape.K, shape.V, "vk", shape.HV)
-    BV = tune["BV"]
     rows_total = shape.HV * shape.V  # one slot's [HV, V] rows of K keys
-    grid = (triton.cdiv(rows_total, BV),)
     flag = torch.zeros(sets, dtype=torch.int32, device=device)
 
-    def tiles(i: int, use_index: bool):
+    def tiles(i: int, use_index: bool, BV: int = tune["BV"], warps: int = tune["num_warps"]):
         idx = bufs.sets[i].state_indices
         state = pool if use_index else pool[i]  # set i owns slot i at B = 1
-        return lambda: _tiles_kernel[grid](
+        return lambda: _tiles_kernel[(triton.cdiv(rows_total, BV),)](
             state, idx, pool.stride(0), rows_total, K=shape.K, BV=BV, USE_INDEX=use_index,
-            num_warps=1,
+            num_warps=warps,
         )  # fmt: skip
+
+    other_tiles = {
+        f"tiles {bv}/{w}": [tiles(i, False, bv, w) for i in range(sets)] for bv, w in TILE_SWEEP
+    }
 
     kwargs = bufs.kwargs()
     return {
@@ -81,6 +86,7 @@ def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
         "tiles": [tiles(i, False) for i in range(sets)],
         "index+tiles": [tiles(i, True) for i in range(sets)],
         "packed": [(lambda i=i: packed_decode(*bufs.args(i), **kwargs)) for i in range(sets)],
+        **other_tiles,
     }
 
 

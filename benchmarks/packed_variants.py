@@ -29,6 +29,9 @@ bv16_w2 = partial(packed_decode, BV=16, num_warps=2)
 bv32_w2 = partial(packed_decode, BV=32, num_warps=2)
 bv32_w8 = partial(packed_decode, BV=32, num_warps=8)
 bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
+early = partial(packed_decode, early_state=1)  # state tile loaded before the gate math
+bv2_w1_early = partial(packed_decode, BV=2, num_warps=1, early_state=1)
+bv2_w1 = partial(packed_decode, BV=2, num_warps=1)
 
 
 # Grid: (min(TILES, programs),) with TILES = B * HV * cdiv(V, BV), the flat
@@ -61,6 +64,7 @@ def _persistent_kernel(
     BV: tl.constexpr,
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
+    EARLY_STATE: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
 ):
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
@@ -87,6 +91,7 @@ def _persistent_kernel(
             BV,
             USE_L2NORM,
             STATE_VK,
+            EARLY_STATE,
         )
 
 
@@ -130,7 +135,7 @@ def persistent(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        LOOP_STAGES=loop_stages,
+        EARLY_STATE=False, LOOP_STAGES=loop_stages,
         num_warps=tune["num_warps"], num_stages=NUM_STAGES,
     )  # fmt: skip
 

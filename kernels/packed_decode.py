@@ -35,7 +35,7 @@ NUM_STAGES = 3
 # Under the Triton interpreter a program costs the same whatever its size, so
 # the CPU runs use wider V tiles (the math per output column is unchanged).
 INTERPRET_BLOCK_V = 32
-_TUNING_KEYS = ("BV", "num_warps")
+_TUNING_KEYS = ("BV", "num_warps", "early_state")
 
 
 # Grid: (B * HV * NV,) with NV = cdiv(V, BV), all on axis 0, which allows
@@ -80,6 +80,7 @@ def _packed_decode_kernel(
     BV: tl.constexpr,
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
+    EARLY_STATE: tl.constexpr,
 ):
     _decode_tile(
         tl.program_id(0),
@@ -104,6 +105,7 @@ def _packed_decode_kernel(
         BV,
         USE_L2NORM,
         STATE_VK,
+        EARLY_STATE,
     )
 
 
@@ -131,6 +133,7 @@ def _decode_tile(
     BV: tl.constexpr,
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
+    EARLY_STATE: tl.constexpr,
 ):
     """The work of tile ``pid``: one (row, value head, V tile), as described above."""
     NV: tl.constexpr = (V + BV - 1) // BV
@@ -152,6 +155,16 @@ def _decode_tile(
     # State mask along V: empty for a padding row (written as a bound rather than
     # `v_mask & live`, which the Triton interpreter rejects for a scalar `live`).
     sv_mask = offs_v < tl.where(live, V, 0)
+
+    s_base = state_ptr + slot * stride_s0 + hv.to(tl.int64) * (K * V)
+    if STATE_VK:  # tile [BV, BK]: element (v, k) at v * K + k
+        s_ptrs = s_base + offs_v[:, None] * K + offs_k[None, :]
+        s_mask = sv_mask[:, None] & k_mask[None, :]
+    else:  # tile [BK, BV]: element (k, v) at k * V + v
+        s_ptrs = s_base + offs_k[:, None] * V + offs_v[None, :]
+        s_mask = k_mask[:, None] & sv_mask[None, :]
+    if EARLY_STATE:  # issued before the gate math, which then overlaps its latency
+        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
 
     # q, k, v straight from the packed row (fp32 in registers).
     row = qkv_ptr + n64 * stride_qkv
@@ -180,22 +193,14 @@ def _decode_tile(
     e = tl.exp(-tl.abs(bb))  # in (0, 1]: never overflows
     beta = tl.where(bb >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
-    s_base = state_ptr + slot * stride_s0 + hv.to(tl.int64) * (K * V)
-    if STATE_VK:
-        # Tile [BV, BK]: element (v, k) at v * K + k.
-        s_ptrs = s_base + offs_v[:, None] * K + offs_k[None, :]
-        s_mask = sv_mask[:, None] & k_mask[None, :]
+    if not EARLY_STATE:
         S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
-        S = S * decay
+    S = S * decay
+    if STATE_VK:
         u = (v - tl.sum(S * k[None, :], axis=1)) * beta
         S = S + u[:, None] * k[None, :]
         o = tl.sum(S * q[None, :], axis=1)
     else:
-        # Tile [BK, BV]: element (k, v) at k * V + v.
-        s_ptrs = s_base + offs_k[:, None] * V + offs_v[None, :]
-        s_mask = k_mask[:, None] & sv_mask[None, :]
-        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
-        S = S * decay
         u = (v - tl.sum(S * k[:, None], axis=0)) * beta
         S = S + k[:, None] * u[None, :]
         o = tl.sum(S * q[:, None], axis=0)
@@ -214,7 +219,7 @@ def default_tuning(
     BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         BV = max(BV, INTERPRET_BLOCK_V)
-    return {"BV": min(BV, triton.next_power_of_2(V)), "num_warps": num_warps}
+    return {"BV": min(BV, triton.next_power_of_2(V)), "num_warps": num_warps, "early_state": 0}
 
 
 def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int]:
@@ -240,7 +245,8 @@ def packed_decode(
     """One GDN decode step in a single launch: write ``out``, update ``state`` in place.
 
     Follows the implementation contract of DESIGN.md. Optional tuning keyword
-    arguments: ``BV`` (power of two, the value-tile width) and ``num_warps``.
+    arguments: ``BV`` (power of two, the value-tile width), ``num_warps``, and
+    ``early_state`` (1: load the state tile before the gate math instead of after).
     """
     dims = check_decode_args(
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
@@ -262,5 +268,6 @@ def packed_decode(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
+        EARLY_STATE=bool(params["early_state"]),
         num_warps=int(params["num_warps"]), num_stages=NUM_STAGES,
     )  # fmt: skip
