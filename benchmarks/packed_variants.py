@@ -1,7 +1,8 @@
 """Variants of the packed kernel, for sweeps through ``gdn-harness bench --impl``.
 
 Tiling: the packed kernel with one (BV, num_warps) choice, e.g.
-``gdn-harness bench --impl benchmarks.packed_variants:bv16_w2``.
+``gdn-harness bench --impl benchmarks.packed_variants:bv16_w2``; ``late``
+loads the state tile after the gate math (the order before ``early_state``).
 
 Persistent grid: ``p<programs per SM>_s<loop stages>`` launches a fixed number
 of programs that loop over the tiles of the flat grid (the default tiling's
@@ -29,8 +30,7 @@ bv16_w2 = partial(packed_decode, BV=16, num_warps=2)
 bv32_w2 = partial(packed_decode, BV=32, num_warps=2)
 bv32_w8 = partial(packed_decode, BV=32, num_warps=8)
 bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
-early = partial(packed_decode, early_state=1)  # state tile loaded before the gate math
-bv2_w1_early = partial(packed_decode, BV=2, num_warps=1, early_state=1)
+late = partial(packed_decode, early_state=0)  # state tile loaded after the gate math
 bv2_w1 = partial(packed_decode, BV=2, num_warps=1)
 
 

@@ -100,6 +100,18 @@ def test_square_heads_both_layouts(layout):
     check(make_inputs(K=32, V=32, layout=layout, slots=[1, 0, 2]))
 
 
+@pytest.mark.parametrize("layout", ["vk", "kv"])
+def test_state_load_order_changes_no_bit(layout):
+    """``early_state`` moves the state load before the gate math; the math is the same."""
+    results = []
+    for early in (0, 1):
+        inp = make_inputs(B=3, H=1, HV=2, K=24, V=40, layout=layout, slots=[2, -1, 0], N=3)
+        check(inp, early_state=early)
+        results.append((inp.out.clone(), inp.state_store.clone()))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
 @pytest.mark.parametrize(
     ("K", "V", "layout", "BV"),
     [(48, 100, "vk", None), (16, 96, "kv", 64)],
