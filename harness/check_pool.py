@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context, util
 
@@ -56,6 +57,30 @@ SCRATCH_PREFIX = "gdn-check-"
 ONE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 MakeBlock = Callable[[np.ndarray, Callable[[tuple[int, ...]], np.ndarray]], Block]
+
+
+_ENV_LOCK = threading.Lock()
+
+
+@contextmanager
+def spawn_env(values: dict[str, str], keep_set: bool = False) -> Iterator[None]:
+    """Environment for the processes spawned inside (BLAS reads its thread count
+    when it loads, in the child); this process's own comes back on exit. With
+    ``keep_set``, a variable the user set keeps its value. One at a time: the
+    environment is the whole process's."""
+    with _ENV_LOCK:
+        saved = {var: os.environ.get(var) for var in values}
+        for var, value in values.items():
+            if not (keep_set and saved[var] is not None):
+                os.environ[var] = value
+        try:
+            yield
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
 
 
 def default_workers() -> int:
@@ -230,26 +255,20 @@ class CheckPool:
 
     def _start(self) -> ProcessPoolExecutor:
         """Start every worker now, with one BLAS thread each (read when BLAS loads)."""
-        saved = {var: os.environ.get(var) for var in ONE_THREAD_VARS}
-        os.environ.update({var: "1" for var in ONE_THREAD_VARS})
         ctx = get_context("spawn")
         started = ctx.Event()
-        try:
+        with spawn_env(dict.fromkeys(ONE_THREAD_VARS, "1")):
             ex = ProcessPoolExecutor(
                 self.workers,
                 mp_context=ctx,
                 initializer=_init_worker,
                 initargs=(os.getpid(), started),
             )
-            for _ in range(self.workers):  # while all are busy, each submit spawns one
-                ex.submit(_hold)
-        finally:
-            started.set()
-            for var, value in saved.items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
+            try:
+                for _ in range(self.workers):  # while all are busy, each submit spawns one
+                    ex.submit(_hold)
+            finally:
+                started.set()
         return ex
 
     def new_array(self, shape: tuple[int, ...]) -> np.ndarray:

@@ -17,8 +17,14 @@ import time
 from collections.abc import Iterator
 from multiprocessing import util
 
+from harness.check_pool import spawn_env
 from harness.result import CRASHED, CaseResult, Violation
 from harness.spec import CaseSpec
+
+# NumPy's BLAS threads cost more than they give on a step's small arrays (a
+# 200-step B = 4 case: 25 s with two threads, 15 s with one; 55 s and 27 s next
+# to another busy process); the big checks go to the check workers anyway
+CASE_WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def _worker(
@@ -89,7 +95,8 @@ class IsolatedRunner:
         self.proc = self.ctx.Process(
             target=_worker, args=(child, *self.args, self.check_workers)
         )  # not a daemon: it starts the check workers
-        self.proc.start()
+        with spawn_env(CASE_WORKER_ENV, keep_set=True):
+            self.proc.start()
         child.close()
         self.conn = parent
         # at exit, before multiprocessing joins its children: a worker whose

@@ -1,6 +1,7 @@
 """Crash isolation: a dying or hanging implementation costs one case, not the run."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,33 @@ keep = runner  # never closed
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "passed"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_case_workers_start_with_one_blas_thread(monkeypatch):
+    """Small steps are checked in the case worker, where BLAS threads only cost."""
+    from harness.isolate import IsolatedRunner
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    runner = IsolatedRunner("oracle", None, "cpu", 120.0)
+    try:
+        runner._start()
+        env = Path(f"/proc/{runner.proc.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        runner.close()
+    assert b"OPENBLAS_NUM_THREADS=1" in env
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # the parent's own is left as it was
+
+
+def test_a_blas_setting_of_the_user_is_kept(monkeypatch):
+    from harness.check_pool import spawn_env
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with spawn_env({"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, keep_set=True):
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+        assert os.environ["MKL_NUM_THREADS"] == "1"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
+    with spawn_env({"OPENBLAS_NUM_THREADS": "1"}):
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
