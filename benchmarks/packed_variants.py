@@ -135,7 +135,7 @@ def persistent(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        EARLY_STATE=False, LOOP_STAGES=loop_stages,
+        EARLY_STATE=bool(tune["early_state"]), LOOP_STAGES=loop_stages,
         num_warps=tune["num_warps"], num_stages=NUM_STAGES,
     )  # fmt: skip
 

@@ -234,7 +234,7 @@ class ErrorStats:
 
 
 def saturate_overflow(
-    x: np.ndarray, ref: np.ndarray, reach: np.ndarray, threshold: float
+    x: np.ndarray, ref: np.ndarray, reach: np.ndarray | float, threshold: float
 ) -> tuple[np.ndarray, int]:
     """``x`` with each Inf that correctly rounds the oracle's value replaced by
     ``sign * max(threshold, |ref|)``, and how many there were.

@@ -204,3 +204,18 @@ def test_an_inf_where_the_exact_value_is_in_range_is_a_violation():
     result = run_case(spec, impl, load_implementation("baseline"), "cpu")
     assert result.status == "failed"
     assert any(v.step == 1 and "Inf" in v.message for v in result.violations)
+
+
+def test_drift_measures_an_overflowed_output_as_a_distance():
+    """An Inf the step check accepted (the kernel's own trajectory crossed 65520
+    while the exact one stayed just below) is a finite drift for the budget to judge."""
+    from harness.runner import _saturated
+    from harness.spec import Tolerance
+    from harness.tolerance import resolve
+
+    tol = resolve(Tolerance(), "fp16", 27)
+    ref = np.array([65480.0, 3.0, -70000.0])
+    got = _saturated(np.array([np.inf, 3.0, -np.inf]), ref, tol)
+    assert got.tolist() == [65520.0, 3.0, -70000.0]
+    wrong_sign = _saturated(np.array([-np.inf]), np.array([65480.0]), tol)
+    assert np.isneginf(wrong_sign).all()
