@@ -88,11 +88,13 @@ keep = runner  # never closed
 def test_case_workers_start_with_one_blas_thread(monkeypatch):
     """Small steps are checked in the case worker, where BLAS threads only cost."""
     from harness.isolate import IsolatedRunner
+    from harness.spec import CaseSpec
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    spec = CaseSpec(file="<t>", name="c", line=1, B=2, H=1, HV=2, K=16, V=16, pool=2)
     runner = IsolatedRunner("oracle", None, "cpu", 120.0)
     try:
-        runner._start()
+        assert runner.run(spec).status == "passed"  # the worker is up: exec is behind it
         env = Path(f"/proc/{runner.proc.pid}/environ").read_bytes().split(b"\0")
     finally:
         runner.close()
