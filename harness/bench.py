@@ -89,7 +89,11 @@ RECURRENT_MAX_RATIO = 1.10  # baseline_recurrent within 10% of FLA's kernel
 # (a rounding flip is 2**-8 of an element), the state fp32 (summation order only).
 AGREE_OUT_REL, AGREE_STATE_REL = 2e-2, 1e-4
 TARGET_SHAPES = {(16, 32), (4, 8)}
-PAD_FREE_NOTE = "every row live (no padding), slots a seeded permutation of each set's region"
+SLOT_ORDERS = {
+    "permuted": "slots a seeded permutation of each set's region",
+    "identity": "row n of set i in slot i*B + n (a diagnostic: serving's slots are scattered)",
+}
+PAD_FREE_NOTE = "every row live (no padding)"
 
 ACT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 STATE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -462,13 +466,15 @@ def build_case(
     state_dtype: torch.dtype,
     device: torch.device,
     seed: int = 0,
+    slot_order: str = "permuted",
 ) -> CaseBuffers:
     """Input sets laid out as serving has them (DESIGN.md's contract layouts).
 
     ``mixed_qkv`` dense ``[B, 2HK + HV*V]``; ``a`` and ``b`` views of one
     packed ``[B, 2HV]`` buffer; A_log and dt_bias fp32; one pool of
     ``n_sets * B`` slots where set ``i`` owns slots ``[i*B, (i+1)*B)`` in a
-    seeded random order (int32 indices). Values are drawn on the device
+    seeded random order (int32 indices), or in row order with ``slot_order``
+    "identity". Values are drawn on the device
     (fast for multi-GiB pools); their distribution does not change the
     timing, and the correctness check uses exactly these values.
     """
@@ -489,6 +495,8 @@ def build_case(
         qkv = torch.randn((B, 2 * H * K + HV * V), generator=gen, device=device).to(act)
         ab = torch.randn((B, 2 * HV), generator=gen, device=device).to(act)
         perm = torch.randperm(B, generator=perm_gen) + i * B
+        if slot_order == "identity":
+            perm = torch.arange(i * B, (i + 1) * B)
         sets.append(
             InputSet(
                 mixed_qkv=qkv,
@@ -658,6 +666,7 @@ class BenchConfig:
     harness_cost: bool
     oracle_rows: int | None
     seed: int = 0
+    slot_order: str = "permuted"
 
 
 def _l2_bytes(device: torch.device) -> int:
@@ -730,7 +739,9 @@ def bench_case(
     }
     tier = "gpu" if device.type == "cuda" else "cpu"
     spec = _bench_spec(shape, B, layout, cfg.act_dtype, cfg.state_dtype, tier)
-    bufs = build_case(shape, B, layout, n_sets, act, st, device, seed=cfg.seed + B)
+    bufs = build_case(
+        shape, B, layout, n_sets, act, st, device, seed=cfg.seed + B, slot_order=cfg.slot_order
+    )
     chk = prepare_check(bufs, cfg.check_rows, cfg.act_dtype, cfg.state_dtype) if cfg.check else None
     rows = []
     for impl in impls:
@@ -1412,6 +1423,9 @@ def render_md(report: dict) -> str:
             + _copy_spread(copy)
             + ")"
         )
+    order = report["config"].get("slot_order", "permuted")
+    if order != "permuted":
+        lines.append(f"- slot order: {order}: {SLOT_ORDERS[order]}")
     lines += [
         "- compare only numbers from one run (one JSON): the floor is this card's copy "
         "bandwidth in this run",
@@ -1529,7 +1543,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> dict:
             else "dry: eager calls, wall clock",
             "input_sets": f"auto: enough that R x footprint >= {L2_FACTOR:g} x L2 "
             f"({MIN_SETS}..{MAX_SETS}, within {SET_MEMORY_FRACTION:.0%} of free memory); "
-            + PAD_FREE_NOTE,
+            + f"{PAD_FREE_NOTE}, {SLOT_ORDERS[cfg.slot_order]}",
             "floor": "state read + written once, q/k/v/a/b/A_log/dt_bias/indices read, out "
             "written; divided by the copy bandwidth of this card in this run",
             "check": f"before timing: set 0, {cfg.check_rows} sampled rows vs the float64 oracle "
@@ -1659,6 +1673,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         main=not args.recurrent_only,
         harness_cost=not (args.no_harness_cost or args.recurrent_only),
         oracle_rows=args.oracle_rows,
+        slot_order=args.slot_order,
     )
     out_dir = Path(args.out) if args.out else Path("reports") / time.strftime("bench-%Y%m%d-%H%M%S")
     report = run_bench(cfg, out_dir)
@@ -1745,6 +1760,12 @@ def register(subparsers: Any) -> None:
         "--dry",
         action="store_true",
         help="smoke run: tiny shapes, 1 replay, no CUDA graphs (CPU: interpreter)",
+    )
+    p.add_argument(
+        "--slot-order",
+        choices=list(SLOT_ORDERS),
+        default="permuted",
+        help="state slots of each input set: permuted (default, as in serving) or identity",
     )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     p.set_defaults(func=cmd_bench)

@@ -295,3 +295,18 @@ def test_recurrent_only_writes_reports(tmp_path):
     assert [r["layout"] for r in report["recurrent"]["rows"]] == ["kv"]
     assert math.isfinite(report["recurrent"]["rows"][0]["baseline_us"])
     assert (out / "bench.md").exists() and (out / "bench.svg").exists()
+
+
+@pytest.mark.parametrize("order", ["permuted", "identity"])
+def test_slot_orders_give_each_set_its_own_region(order):
+    bufs = bench.build_case(
+        Shape(1, 2, 16, 16), 5, "vk", 3, torch.bfloat16, torch.float32, torch.device("cpu"),
+        slot_order=order,
+    )  # fmt: skip
+    for i, s in enumerate(bufs.sets):
+        idx = s.state_indices.tolist()
+        assert sorted(idx) == list(range(5 * i, 5 * i + 5))
+        if order == "identity":
+            assert idx == list(range(5 * i, 5 * i + 5))
+    permuted = [s.state_indices.tolist() for s in bufs.sets]
+    assert (order == "identity") == all(p == sorted(p) for p in permuted)
