@@ -26,9 +26,9 @@ Why each part of the method is the way it is:
   or cards are not comparable; the JSON records the card and versions.
 * **A copy of the same size.** Next to each case that moves at least
   ``SAME_COPY_MIN_BYTES``, a device-to-device copy of half the step's bytes
-  (so it moves as many), one buffer pair per input set, timed like the 2 GiB
-  copy: issued eagerly between CUDA events (a copy captured in a graph runs
-  on the copy engines, about a fifth slower). "% of copy" says how close
+  (so it moves as many), two buffer pairs in turn, timed like the 2 GiB
+  copy: issued eagerly between CUDA events (captured in a graph, the same
+  copies ran about a fifth slower on an H100, as if on the copy engines). "% of copy" says how close
   the step comes to memory traffic of its own size: short steps pay a
   ramp-up and a tail that the 2 GiB copy behind the floor does not. Smaller
   copies would time their launches, not the memory.
