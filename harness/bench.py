@@ -383,6 +383,31 @@ def refloor(rows: list[dict], copy_GBps: float) -> None:
         r["targets"] = [asdict(x) for x in evaluate_targets(r)]
 
 
+def eager_copy_seconds(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], copies: int, device: torch.device, reps: int
+) -> float:
+    """Median seconds per copy: ``copies`` copies, taking the (source, target)
+    ``pairs`` in turn, issued back to back between two CUDA events (wall clock
+    on CPU); the median is over ``reps`` such samples."""
+    calls = (list(pairs) * math.ceil(copies / len(pairs)))[:copies]
+    samples = []
+    for _ in range(max(1, reps)):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for src, dst in calls:
+                dst.copy_(src)
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            for src, dst in calls:
+                dst.copy_(src)
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) / len(calls)
+
+
 def measure_copy_bandwidth(device: torch.device, nbytes: int, reps: int = COPY_REPS) -> dict:
     """Device-to-device copy bandwidth (bytes read + bytes written per second).
 
@@ -394,23 +419,11 @@ def measure_copy_bandwidth(device: torch.device, nbytes: int, reps: int = COPY_R
     for _ in range(3):
         dst.copy_(src)
     _sync(device)
-    samples = []
+    seconds = eager_copy_seconds([(src, dst)], 1, device, reps)
     if device.type == "cuda":
-        for _ in range(reps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            dst.copy_(src)
-            e.record()
-            e.synchronize()
-            samples.append(s.elapsed_time(e) / 1e3)
         method = "torch copy_ of a contiguous uint8 buffer (cudaMemcpyAsync D2D), CUDA events"
     else:
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            dst.copy_(src)
-            samples.append(time.perf_counter() - t0)
         method = "torch copy_ on CPU, wall clock (dry run: meaningless as a floor)"
-    seconds = statistics.median(samples)
     del src, dst
     return {
         "bytes_copied": nbytes,
@@ -720,7 +733,6 @@ def bench_case(
         n_sets = cfg.input_sets
     else:
         n_sets = auto_input_sets(per_set, _l2_bytes(device), _mem_budget(device))
-    floor_us = floor.total / (copy_GBps * 1e9) * 1e6
     common = {
         "shape": shape.label,
         "H": shape.H,
@@ -735,7 +747,6 @@ def bench_case(
         "rotated_bytes": n_sets * per_set,
         "floor_bytes": floor.total,
         "floor_breakdown": asdict(floor),
-        "floor_us": floor_us,
     }
     tier = "gpu" if device.type == "cuda" else "cpu"
     spec = _bench_spec(shape, B, layout, cfg.act_dtype, cfg.state_dtype, tier)
@@ -772,14 +783,13 @@ def bench_case(
             calls_per_replay=t.calls_per_replay,
             timing=t.method,
             GBps=floor.total / (t.median_us * 1e-6) / 1e9,
-            pct_floor=100.0 * floor_us / t.median_us,
         )
         rows.append(row)
     base = next((r for r in rows if r["impl"] == "baseline" and "time_us" in r), None)
     for r in rows:
         if base is not None and "time_us" in r:
             r["speedup"] = base["time_us"] / r["time_us"]
-        r["targets"] = [asdict(x) for x in evaluate_targets(r)]
+    refloor(rows, copy_GBps)  # floor time, % of floor, target verdicts
     del bufs, chk
     _release(device)
     if floor.total >= SAME_COPY_MIN_BYTES or device.type != "cuda":
@@ -808,26 +818,10 @@ def same_size_copy(nbytes: int, device: torch.device, replays: int) -> float:
         )
         for _ in range(2)
     ]
-    calls = pairs * math.ceil(SAME_COPY_MIN_CALLS / 2)
     for src, dst in pairs:
         dst.copy_(src)
     _sync(device)
-    samples = []
-    for _ in range(max(1, replays)):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for src, dst in calls:
-                dst.copy_(src)
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) * 1e3)
-        else:
-            t0 = time.perf_counter()
-            for src, dst in calls:
-                dst.copy_(src)
-            samples.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(samples) / len(calls)
+    return eager_copy_seconds(pairs, SAME_COPY_MIN_CALLS, device, replays) * 1e6
 
 
 # --- recurrent kernel alone: baseline vs FLA ----------------------------------------
