@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.inputs import ARG_NAMES
+
 GUARD = 16
 """Elements before and after the state pool and the output that no kernel may write."""
 
@@ -45,8 +47,7 @@ class DecodeInputs:
 
     def args(self) -> tuple[torch.Tensor, ...]:
         """The eight tensors in the order both decode entry points take them."""
-        return (self.mixed_qkv, self.a, self.b, self.A_log, self.dt_bias, self.state,
-                self.state_indices, self.out)  # fmt: skip
+        return tuple(getattr(self, name) for name in ARG_NAMES)
 
 
 def packed_qkv(
