@@ -141,8 +141,25 @@ def _import_callable(spec: str) -> DecodeFn:
     return obj
 
 
+def interpret_without_cuda() -> None:
+    """Set ``TRITON_INTERPRET=1`` when no CUDA device is present and it is unset.
+
+    Triton reads the variable when ``@triton.jit`` decorates a kernel, so it
+    must be set before any implementation module is imported: a user's module
+    that imports Triton first would otherwise define kernels that cannot run
+    on a CPU-only machine.
+    """
+    if "TRITON_INTERPRET" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
 def load_implementation(spec: str) -> Implementation:
     """Resolve ``spec`` to an :class:`Implementation`, or raise :class:`ImplError`."""
+    interpret_without_cuda()
     if spec in _BUILTIN_LOADERS:
         return Implementation(spec, _BUILTIN_LOADERS[spec](), builtin=True)
     if ":" in spec:

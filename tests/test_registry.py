@@ -6,6 +6,9 @@ use the oracle and the plug-ins in tests/fixtures_impls.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -181,6 +184,38 @@ def test_module_that_fails_on_import(tmp_path, monkeypatch):
     with pytest.raises(ImplError) as exc:
         resolve_impl("gdn_broken_impl_mod:fn")
     assert "gdn_broken_impl_mod" in str(exc.value) and "boom at import" in str(exc.value)
+
+
+USER_TRITON_MODULE = """
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _twice(x_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    tl.store(x_ptr + offs, tl.load(x_ptr + offs) * 2)
+
+
+def run():
+    x = torch.arange(4.0)
+    _twice[(1,)](x, N=4)
+    assert x.tolist() == [0.0, 2.0, 4.0, 6.0], x
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_user_triton_module_runs_under_the_interpreter(tmp_path):
+    """A user's module that imports Triton before anything of ours still runs on CPU."""
+    (tmp_path / "gdn_user_triton_mod.py").write_text(USER_TRITON_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(TESTS.parent)])
+    code = "from harness.registry import resolve_impl; resolve_impl('gdn_user_triton_mod:run')()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_missing_attribute(fixtures_on_path):
