@@ -43,7 +43,14 @@ def _launch_kernel(out_ptr):
 #   without, state_ptr is the slot itself.
 @triton.jit
 def _tiles_kernel(
-    state_ptr, idx_ptr, stride_s0, ROWS, K: tl.constexpr, BV: tl.constexpr, USE_INDEX: tl.constexpr
+    state_ptr,
+    idx_ptr,
+    stride_s0,
+    ROWS,
+    K: tl.constexpr,
+    BV: tl.constexpr,
+    USE_INDEX: tl.constexpr,
+    STREAM: tl.constexpr,
 ):
     pid = tl.program_id(0)
     base = state_ptr
@@ -53,8 +60,12 @@ def _tiles_kernel(
     offs_k = tl.arange(0, K)
     mask = (offs_v < ROWS)[:, None]
     ptrs = base + offs_v[:, None] * K + offs_k[None, :]
-    s = tl.load(ptrs, mask=mask, other=0.0)
-    tl.store(ptrs, s * 0.5, mask=mask)
+    if STREAM:
+        s = tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_first")
+        tl.store(ptrs, s * 0.5, mask=mask, cache_modifier=".cs")
+    else:
+        s = tl.load(ptrs, mask=mask, other=0.0)
+        tl.store(ptrs, s * 0.5, mask=mask)
 
 
 def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
@@ -68,12 +79,18 @@ def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
     rows_total = shape.HV * shape.V  # one slot's [HV, V] rows of K keys
     flag = torch.zeros(sets, dtype=torch.int32, device=device)
 
-    def tiles(i: int, use_index: bool, BV: int = tune["BV"], warps: int = tune["num_warps"]):
+    def tiles(
+        i: int,
+        use_index: bool,
+        BV: int = tune["BV"],
+        warps: int = tune["num_warps"],
+        stream: bool = False,
+    ):
         idx = bufs.sets[i].state_indices
         state = pool if use_index else pool[i]  # set i owns slot i at B = 1
         return lambda: _tiles_kernel[(triton.cdiv(rows_total, BV),)](
             state, idx, pool.stride(0), rows_total, K=shape.K, BV=BV, USE_INDEX=use_index,
-            num_warps=warps,
+            STREAM=stream, num_warps=warps,
         )  # fmt: skip
 
     other_tiles = {
@@ -85,6 +102,8 @@ def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
         "launch": [(lambda i=i: _launch_kernel[(1,)](flag[i:])) for i in range(sets)],
         "tiles": [tiles(i, False) for i in range(sets)],
         "index+tiles": [tiles(i, True) for i in range(sets)],
+        "tiles stream": [tiles(i, False, stream=True) for i in range(sets)],
+        "index+tiles stream": [tiles(i, True, stream=True) for i in range(sets)],
         "packed": [(lambda i=i: packed_decode(*bufs.args(i), **kwargs)) for i in range(sets)],
         **other_tiles,
     }
@@ -105,10 +124,10 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda")
     print(f"card: {torch.cuda.get_device_name(device)} | triton {triton.__version__}")
-    print(f"{'shape':>8} {'probe':>12} {'us/call':>8}")
+    print(f"{'shape':>8} {'probe':>20} {'us/call':>8}")
     for shape in bench.parse_shapes(args.shapes):
         for name, us in probe(shape, device, args.replays).items():
-            print(f"{shape.label:>8} {name:>12} {us:8.2f}")
+            print(f"{shape.label:>8} {name:>20} {us:8.2f}")
 
 
 if __name__ == "__main__":

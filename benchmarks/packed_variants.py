@@ -4,10 +4,16 @@ Tiling: the packed kernel with one (BV, num_warps) choice, e.g.
 ``gdn-harness bench --impl benchmarks.packed_variants:bv16_w2``; ``late``
 loads the state tile after the gate math (the order before ``early_state``).
 
+Load order and cache hints, each at every B: ``plain`` (none of them, the
+kernel before ``act_first``, ``load_evict_last`` and ``store_streaming``),
+``act0`` / ``act1`` (the default hints, activations loaded after / before the
+state), ``stream_all`` (streaming stores only) and ``keep_all`` (evict_last
+loads only).
+
 Persistent grid: ``p<programs per SM>_s<loop stages>`` launches a fixed number
-of programs that loop over the tiles of the flat grid (the default tiling's
-BV and warps), so no program is launched per tile and the loop may prefetch
-the next tile while the current one computes, e.g.
+of programs that loop over the tiles of the flat grid (with the default
+tuning), so no program is launched per tile and the loop may prefetch the
+next tile while the current one computes, e.g.
 ``gdn-harness bench --impl benchmarks.packed_variants:p16_s2``.
 """
 
@@ -32,6 +38,13 @@ bv32_w8 = partial(packed_decode, BV=32, num_warps=8)
 bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
 late = partial(packed_decode, early_state=0)  # state tile loaded after the gate math
 bv2_w1 = partial(packed_decode, BV=2, num_warps=1)
+
+# Load order and cache hints (the tiling stays the default's).
+plain = partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=0)
+act0 = partial(packed_decode, act_first=0)
+act1 = partial(packed_decode, act_first=1)
+stream_all = partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=1)
+keep_all = partial(packed_decode, act_first=0, load_evict_last=1, store_streaming=0)
 
 
 # Grid: (min(TILES, programs),) with TILES = B * HV * cdiv(V, BV), the flat
@@ -65,6 +78,9 @@ def _persistent_kernel(
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
     EARLY_STATE: tl.constexpr,
+    ACT_FIRST: tl.constexpr,
+    LOAD_EVICT_LAST: tl.constexpr,
+    STORE_STREAMING: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
 ):
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
@@ -92,6 +108,9 @@ def _persistent_kernel(
             USE_L2NORM,
             STATE_VK,
             EARLY_STATE,
+            ACT_FIRST,
+            LOAD_EVICT_LAST,
+            STORE_STREAMING,
         )
 
 
@@ -135,7 +154,9 @@ def persistent(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        EARLY_STATE=bool(tune["early_state"]), LOOP_STAGES=loop_stages,
+        EARLY_STATE=bool(tune["early_state"]), ACT_FIRST=bool(tune["act_first"]),
+        LOAD_EVICT_LAST=bool(tune["load_evict_last"]),
+        STORE_STREAMING=bool(tune["store_streaming"]), LOOP_STAGES=loop_stages,
         num_warps=tune["num_warps"], num_stages=NUM_STAGES,
     )  # fmt: skip
 

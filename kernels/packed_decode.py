@@ -35,7 +35,24 @@ NUM_STAGES = 3
 # Under the Triton interpreter a program costs the same whatever its size, so
 # the CPU runs use wider V tiles (the math per output column is unchanged).
 INTERPRET_BLOCK_V = 32
-_TUNING_KEYS = ("BV", "num_warps", "early_state")
+# Cache hints and load order by layout and B * HV, from sweeps on an H200 and an
+# H100 (docs/performance.md). Small steps end sooner with streaming stores
+# (.cs): 11-26% at B = 1 on the H100. Large steps are 1.4-2.1% faster there
+# (2.5-3.6% on the H200) when the loaded lines are kept in L2 (evict_last)
+# until the tile is written back over them. Issuing the activation loads
+# before the state tile's helps large steps in layout kv (up to 5%) and the
+# smallest in vk (1-2.6%), and costs up to 5% at B * HV = 128-256 in kv.
+STREAM_STORE_ROWS_HEADS = {"vk": 2048, "kv": 128}  # streaming stores up to here
+LARGE_ROWS_HEADS = {"vk": 2048, "kv": 256}  # evict_last loads above here
+TINY_ROWS_HEADS = 64  # vk: activations first up to here
+_TUNING_KEYS = (
+    "BV",
+    "num_warps",
+    "early_state",
+    "act_first",
+    "load_evict_last",
+    "store_streaming",
+)
 
 
 # Grid: (B * HV * NV,) with NV = cdiv(V, BV), all on axis 0, which allows
@@ -81,6 +98,9 @@ def _packed_decode_kernel(
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
     EARLY_STATE: tl.constexpr,
+    ACT_FIRST: tl.constexpr,
+    LOAD_EVICT_LAST: tl.constexpr,
+    STORE_STREAMING: tl.constexpr,
 ):
     _decode_tile(
         tl.program_id(0),
@@ -106,6 +126,9 @@ def _packed_decode_kernel(
         USE_L2NORM,
         STATE_VK,
         EARLY_STATE,
+        ACT_FIRST,
+        LOAD_EVICT_LAST,
+        STORE_STREAMING,
     )
 
 
@@ -134,6 +157,9 @@ def _decode_tile(
     USE_L2NORM: tl.constexpr,
     STATE_VK: tl.constexpr,
     EARLY_STATE: tl.constexpr,
+    ACT_FIRST: tl.constexpr,
+    LOAD_EVICT_LAST: tl.constexpr,
+    STORE_STREAMING: tl.constexpr,
 ):
     """The work of tile ``pid``: one (row, value head, V tile), as described above."""
     NV: tl.constexpr = (V + BV - 1) // BV
@@ -150,6 +176,13 @@ def _decode_tile(
     v_mask = offs_v < V
 
     slot = tl.load(idx_ptr + n).to(tl.int64)
+    # With ACT_FIRST the activation loads, which do not depend on the slot, are
+    # issued while the slot index is in flight (docs/performance.md).
+    if ACT_FIRST:
+        q, k, v, x, bb, A_log = _load_activations(
+            qkv_ptr, a_ptr, b_ptr, A_log_ptr, dt_bias_ptr, n64, h, hv,
+            stride_qkv, stride_a, stride_b, offs_k, offs_v, k_mask, v_mask, H, K, V,
+        )  # fmt: skip
     live = slot >= 0
     slot = tl.maximum(slot, 0)
     # State mask along V: empty for a padding row (written as a bound rather than
@@ -163,24 +196,20 @@ def _decode_tile(
     else:  # tile [BK, BV]: element (k, v) at k * V + v
         s_ptrs = s_base + offs_k[:, None] * V + offs_v[None, :]
         s_mask = k_mask[:, None] & sv_mask[None, :]
-    # Issued before the gate math, which then overlaps the load's latency: 1-4%
-    # faster in layout kv on an H100, the same in vk (docs/performance.md).
+    # Issued before the gate math, which then overlaps the load's latency.
     if EARLY_STATE:
-        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
-
-    # q, k, v straight from the packed row (fp32 in registers).
-    row = qkv_ptr + n64 * stride_qkv
-    q = tl.load(row + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
-    k = tl.load(row + H * K + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
-    v = tl.load(row + 2 * H * K + hv * V + offs_v, mask=v_mask, other=0.0).to(tl.float32)
+        S = _load_state(s_ptrs, s_mask, LOAD_EVICT_LAST)
+    if not ACT_FIRST:
+        q, k, v, x, bb, A_log = _load_activations(
+            qkv_ptr, a_ptr, b_ptr, A_log_ptr, dt_bias_ptr, n64, h, hv,
+            stride_qkv, stride_a, stride_b, offs_k, offs_v, k_mask, v_mask, H, K, V,
+        )  # fmt: skip
     if USE_L2NORM:
         q = q / tl.sqrt(tl.sum(q * q, axis=0) + 1e-6)
         k = k / tl.sqrt(tl.sum(k * k, axis=0) + 1e-6)
     q = q * scale
 
     # Gates in fp32: g = -exp(A_log) * softplus(a + dt_bias), beta = sigmoid(b).
-    x = tl.load(a_ptr + n64 * stride_a + hv).to(tl.float32)
-    x = x + tl.load(dt_bias_ptr + hv).to(tl.float32)
     # softplus(x) = x above 20, else log1p(exp(x)). log(1 + e) alone loses the
     # relative accuracy of small e to the rounding of 1 + e (all of it once
     # 1 + e == 1); the factor e / ((1 + e) - 1) undoes that rounding.
@@ -189,14 +218,13 @@ def _decode_tile(
     d = w - 1.0
     log1p_e = tl.where(d == 0.0, e_x, tl.log(w) * (e_x / tl.where(d == 0.0, 1.0, d)))
     softplus = tl.where(x > 20.0, x, log1p_e)
-    g = -tl.exp(tl.load(A_log_ptr + hv).to(tl.float32)) * softplus
+    g = -tl.exp(A_log) * softplus
     decay = tl.exp(g)
-    bb = tl.load(b_ptr + n64 * stride_b + hv).to(tl.float32)
     e = tl.exp(-tl.abs(bb))  # in (0, 1]: never overflows
     beta = tl.where(bb >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
     if not EARLY_STATE:
-        S = tl.load(s_ptrs, mask=s_mask, other=0.0).to(tl.float32)
+        S = _load_state(s_ptrs, s_mask, LOAD_EVICT_LAST)
     S = S * decay
     if STATE_VK:
         u = (v - tl.sum(S * k[None, :], axis=1)) * beta
@@ -206,11 +234,58 @@ def _decode_tile(
         u = (v - tl.sum(S * k[:, None], axis=0)) * beta
         S = S + k[:, None] * u[None, :]
         o = tl.sum(S * q[:, None], axis=0)
-    tl.store(s_ptrs, S.to(state_ptr.dtype.element_ty), mask=s_mask)
+    S = S.to(state_ptr.dtype.element_ty)
+    if STORE_STREAMING:
+        tl.store(s_ptrs, S, mask=s_mask, cache_modifier=".cs")
+    else:
+        tl.store(s_ptrs, S, mask=s_mask)
 
     o = tl.where(live, o, 0.0)
     out_ptrs = out_ptr + pid_bh.to(tl.int64) * V + offs_v
     tl.store(out_ptrs, o.to(out_ptr.dtype.element_ty), mask=v_mask)
+
+
+@triton.jit
+def _load_state(s_ptrs, s_mask, EVICT_LAST: tl.constexpr):
+    """The state tile in fp32; EVICT_LAST keeps its lines in L2 until the tile is written."""
+    if EVICT_LAST:
+        S = tl.load(s_ptrs, mask=s_mask, other=0.0, eviction_policy="evict_last")
+    else:
+        S = tl.load(s_ptrs, mask=s_mask, other=0.0)
+    return S.to(tl.float32)
+
+
+@triton.jit
+def _load_activations(
+    qkv_ptr,
+    a_ptr,
+    b_ptr,
+    A_log_ptr,
+    dt_bias_ptr,
+    n64,
+    h,
+    hv,
+    stride_qkv,
+    stride_a,
+    stride_b,
+    offs_k,
+    offs_v,
+    k_mask,
+    v_mask,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+):
+    """q, k, v straight from the packed row, a + dt_bias, b and A_log, all in fp32."""
+    row = qkv_ptr + n64 * stride_qkv
+    q = tl.load(row + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+    k = tl.load(row + H * K + h * K + offs_k, mask=k_mask, other=0.0).to(tl.float32)
+    v = tl.load(row + 2 * H * K + hv * V + offs_v, mask=v_mask, other=0.0).to(tl.float32)
+    x = tl.load(a_ptr + n64 * stride_a + hv).to(tl.float32)
+    x = x + tl.load(dt_bias_ptr + hv).to(tl.float32)
+    bb = tl.load(b_ptr + n64 * stride_b + hv).to(tl.float32)
+    A_log = tl.load(A_log_ptr + hv).to(tl.float32)
+    return q, k, v, x, bb, A_log
 
 
 def default_tuning(
@@ -221,7 +296,18 @@ def default_tuning(
     BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         BV = max(BV, INTERPRET_BLOCK_V)
-    return {"BV": min(BV, triton.next_power_of_2(V)), "num_warps": num_warps, "early_state": 1}
+    streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
+    large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS[state_layout]
+    tiny = rows_heads is not None and rows_heads <= TINY_ROWS_HEADS
+    act_first = large if state_layout == "kv" else tiny
+    return {
+        "BV": min(BV, triton.next_power_of_2(V)),
+        "num_warps": num_warps,
+        "early_state": 1,
+        "act_first": int(act_first),
+        "load_evict_last": int(large),
+        "store_streaming": int(streaming),
+    }
 
 
 def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int]:
@@ -247,9 +333,13 @@ def packed_decode(
     """One GDN decode step in a single launch: write ``out``, update ``state`` in place.
 
     Follows the implementation contract of DESIGN.md. Optional tuning keyword
-    arguments: ``BV`` (power of two, the value-tile width), ``num_warps``, and
-    ``early_state`` (1, the default: load the state tile before the gate math,
-    which then hides part of its latency; 0: after, as the math reads).
+    arguments (``default_tuning`` gives each shape's): ``BV`` (power of two,
+    the value-tile width), ``num_warps``, ``early_state`` (1: load the state
+    tile before the gate math, which then hides part of its latency; 0: after,
+    as the math reads), ``act_first`` (1: issue the activation loads before the
+    state tile's), ``load_evict_last`` (1: keep the loaded state lines in L2 for
+    their write) and ``store_streaming`` (1: streaming state stores). None of
+    them changes a bit of the result.
     """
     dims = check_decode_args(
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
@@ -271,6 +361,8 @@ def packed_decode(
         H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
         BK=triton.next_power_of_2(dims.K), BV=BV,
         USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        EARLY_STATE=bool(params["early_state"]),
+        EARLY_STATE=bool(params["early_state"]), ACT_FIRST=bool(params["act_first"]),
+        LOAD_EVICT_LAST=bool(params["load_evict_last"]),
+        STORE_STREAMING=bool(params["store_streaming"]),
         num_warps=int(params["num_warps"]), num_stages=NUM_STAGES,
     )  # fmt: skip

@@ -18,7 +18,7 @@ import torch
 from kernel_inputs import DecodeInputs, decode_inputs
 
 import kernels  # noqa: F401  (sets TRITON_INTERPRET before the kernel modules load)
-from kernels.packed_decode import packed_decode
+from kernels.packed_decode import default_tuning, packed_decode
 from reference import oracle
 
 # `kernels.packed_decode` the attribute is the function (re-exported by the
@@ -100,16 +100,39 @@ def test_square_heads_both_layouts(layout):
     check(make_inputs(K=32, V=32, layout=layout, slots=[1, 0, 2]))
 
 
+ORDER_AND_HINTS = [
+    {"early_state": 0, "act_first": 0, "load_evict_last": 0, "store_streaming": 0},
+    {"early_state": 1, "act_first": 0, "load_evict_last": 0, "store_streaming": 0},
+    {"early_state": 1, "act_first": 1, "load_evict_last": 1, "store_streaming": 0},
+    {"early_state": 0, "act_first": 1, "load_evict_last": 0, "store_streaming": 1},
+    {"early_state": 1, "act_first": 0, "load_evict_last": 1, "store_streaming": 1},
+]
+
+
 @pytest.mark.parametrize("layout", ["vk", "kv"])
-def test_state_load_order_changes_no_bit(layout):
-    """``early_state`` moves the state load before the gate math; the math is the same."""
+def test_load_order_and_cache_hints_change_no_bit(layout):
+    """The order of the loads and the cache hints are tuning: the math is the same."""
     results = []
-    for early in (0, 1):
+    for tuning in ORDER_AND_HINTS:
         inp = make_inputs(B=3, H=1, HV=2, K=24, V=40, layout=layout, slots=[2, -1, 0], N=3)
-        check(inp, early_state=early)
+        check(inp, **tuning)
         results.append((inp.out.clone(), inp.state_store.clone()))
-    assert torch.equal(results[0][0], results[1][0])
-    assert torch.equal(results[0][1], results[1][1])
+    for out, state in results[1:]:
+        assert torch.equal(results[0][0], out)
+        assert torch.equal(results[0][1], state)
+
+
+@pytest.mark.parametrize("layout", ["vk", "kv"])
+def test_default_hints_by_step_size(layout):
+    """Streaming stores for small steps, evict_last loads for large ones, never both."""
+    small = default_tuning(128, 128, layout, rows_heads=8)
+    large = default_tuning(128, 128, layout, rows_heads=1 << 15)
+    assert (small["store_streaming"], small["load_evict_last"]) == (1, 0)
+    assert (large["store_streaming"], large["load_evict_last"]) == (0, 1)
+    for rows_heads in (1, 64, 128, 256, 512, 2048, 4096, None):
+        tuning = default_tuning(128, 128, layout, rows_heads)
+        assert not (tuning["store_streaming"] and tuning["load_evict_last"])
+        assert tuning["early_state"] == 1
 
 
 @pytest.mark.parametrize(
