@@ -35,15 +35,17 @@ NUM_STAGES = 3
 # Under the Triton interpreter a program costs the same whatever its size, so
 # the CPU runs use wider V tiles (the math per output column is unchanged).
 INTERPRET_BLOCK_V = 32
-# Cache hints and load order by layout and B * HV, from sweeps on an H200 and an
-# H100 (docs/performance.md). Small steps end sooner with streaming stores
-# (.cs): 11-26% at B = 1 on the H100. Large steps are 1.4-2.1% faster there
+# Cache hints and load order by layout and B * HV, from sweeps on an H100 and an
+# H200 (docs/performance.md). Small steps end sooner with streaming state stores
+# (.cs): without them a B = 1 step takes 1.14-1.26x as long on the H100. Large
+# steps are 1.4-2.1% faster there
 # (2.5-3.6% on the H200) when the loaded lines are kept in L2 (evict_last)
-# until the tile is written back over them. Issuing the activation loads
-# before the state tile's helps large steps in layout kv (up to 5%) and the
-# smallest in vk (1-2.6%), and costs up to 5% at B * HV = 128-256 in kv.
+# until the tile is written back over them; in layout kv that wants the
+# activation loads issued before the state tile's. Between the two (kv from
+# B * HV = 256 to 2048) neither hint helps on the H100. The smallest vk steps
+# gain 1-2.6% from the activations-first order.
 STREAM_STORE_ROWS_HEADS = {"vk": 2048, "kv": 128}  # streaming stores up to here
-LARGE_ROWS_HEADS = {"vk": 2048, "kv": 256}  # evict_last loads above here
+LARGE_ROWS_HEADS = 2048  # evict_last loads above here
 TINY_ROWS_HEADS = 64  # vk: activations first up to here
 _TUNING_KEYS = (
     "BV",
@@ -297,7 +299,7 @@ def default_tuning(
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         BV = max(BV, INTERPRET_BLOCK_V)
     streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
-    large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS[state_layout]
+    large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS
     tiny = rows_heads is not None and rows_heads <= TINY_ROWS_HEADS
     act_first = large if state_layout == "kv" else tiny
     return {
