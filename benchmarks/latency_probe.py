@@ -11,6 +11,8 @@ the last row is the floor that any packed kernel with this tiling would pay:
   each reading its [BV, K] fp32 state tile at a fixed slot and writing it back;
   ``tiles BV/w`` the same with other tile heights and warps per program;
 * ``index+tiles``: the same, with the slot read from ``state_indices`` first;
+* ``... stream``: the same two with streaming cache hints (``evict_first``
+  loads, ``.cs`` stores; the packed kernel's small steps take the stores);
 * ``packed``: the packed kernel itself (all of the above, plus q/k/v, gates,
   the two reductions and the output).
 
@@ -40,7 +42,8 @@ def _launch_kernel(out_ptr):
 # Grid: (cdiv(HV * V, BV),), one warp each. Program p owns state rows
 #   [p * BV, (p + 1) * BV) x K of one slot (row tail masked), read and written
 #   once. With USE_INDEX the slot is idx_ptr[0] of the pool at state_ptr;
-#   without, state_ptr is the slot itself.
+#   without, state_ptr is the slot itself. STREAM loads evict_first and
+#   stores .cs.
 @triton.jit
 def _tiles_kernel(
     state_ptr,
