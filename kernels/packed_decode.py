@@ -75,6 +75,9 @@ _TUNING_KEYS = (
 #   from slot 0, never from -1), and its output row is stored as exact zeros.
 # Offsets: the row offsets n * stride and the slot offset slot * stride_s0 are
 #   int64 (pools over 2**31 elements exist).
+# Order and hints (constexpr, chosen by default_tuning): EARLY_STATE loads the
+#   state tile before the gate math, ACT_FIRST issues the activation loads
+#   before it, LOAD_EVICT_LAST / STORE_STREAMING set the state's cache hints.
 @triton.jit
 def _packed_decode_kernel(
     qkv_ptr,
