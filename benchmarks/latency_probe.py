@@ -3,8 +3,9 @@ memory pattern, timed exactly like ``gdn-harness bench`` times the packed kernel
 
 At B = 1 the step is latency bound: launch, then a chain of dependent DRAM
 round trips (slot index -> state tile -> store). Each probe keeps one more
-piece of that chain, so the gaps between rows show what each piece costs and
-the last row is the floor that any packed kernel with this tiling would pay:
+piece of that chain, so the gaps between rows show what each piece costs;
+``index+tiles stream`` is the floor that any packed kernel with this tiling
+and these hints would pay:
 
 * ``launch``: one program that stores one int;
 * ``tiles``: the packed kernel's grid at B = 1 (HV x V / BV one-warp programs),

@@ -37,12 +37,13 @@ NUM_STAGES = 3
 INTERPRET_BLOCK_V = 32
 # Cache hints and load order by layout and B * HV, from sweeps on an H100 and an
 # H200 (docs/performance.md). Small steps end sooner with streaming state stores
-# (.cs): without them a B = 1 step takes 1.14-1.26x as long on the H100. Large
-# steps are 1.4-2.1% faster there (2.5-3.6% on the H200) when the loaded lines
+# (.cs): without them a B = 1 step takes 1.13-1.26x as long on the H100. Large
+# steps are 1.3-2.2% faster there (2.5-3.6% on the H200) when the loaded lines
 # are kept in L2 (evict_last) until the tile is written back over them; in
 # layout kv that wants the activation loads issued before the state tile's.
-# Between the two (kv from B * HV = 256 to 2048) neither hint helps on the
-# H100. The smallest vk steps gain 1-2.6% from the activations-first order.
+# In kv at B * HV = 512-2048 those two cost the H100 0.3-2.1%, so kv takes no
+# hint from 256 to 2048. The smallest vk steps gain up to 2.6% from the
+# activations-first order.
 STREAM_STORE_ROWS_HEADS = {"vk": 2048, "kv": 128}  # streaming stores up to here
 LARGE_ROWS_HEADS = 2048  # evict_last loads above here
 TINY_ROWS_HEADS = 64  # vk: activations first up to here

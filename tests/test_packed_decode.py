@@ -122,17 +122,50 @@ def test_load_order_and_cache_hints_change_no_bit(layout):
         assert torch.equal(results[0][1], state)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the cache hints act only on a GPU")
 @pytest.mark.parametrize("layout", ["vk", "kv"])
-def test_default_hints_by_step_size(layout):
+def test_load_order_and_cache_hints_on_cuda(layout):
+    """On a GPU, where the hints reach the hardware, every combination gives the same bits."""
+    results = []
+    for tuning in ORDER_AND_HINTS:
+        inp = make_inputs(B=5, H=2, HV=4, K=128, V=128, layout=layout, slots=[3, -1, 0, 5, 1])
+        ref_out, ref_state = oracle_step(inp, scale=inp.K**-0.5)
+        args = [t.cuda() for t in inp.args()]
+        packed_decode(*args, scale=inp.K**-0.5, state_layout=layout, **tuning)
+        out, state = args[-1].cpu(), args[5].cpu()
+        assert_close(out, ref_out, f"out {tuning}")
+        assert_close(state, ref_state, f"state {tuning}")
+        results.append((out, state))
+    for out, state in results[1:]:
+        assert torch.equal(results[0][0], out)
+        assert torch.equal(results[0][1], state)
+
+
+# (layout, B * HV) -> (store_streaming, load_evict_last, act_first), the defaults
+# docs/performance.md describes, at each side of every threshold.
+DEFAULT_HINTS = [
+    ("vk", 1, (1, 0, 1)),
+    ("vk", 64, (1, 0, 1)),
+    ("vk", 128, (1, 0, 0)),
+    ("vk", 2048, (1, 0, 0)),
+    ("vk", 4096, (0, 1, 0)),
+    ("vk", None, (0, 1, 0)),
+    ("kv", 1, (1, 0, 0)),
+    ("kv", 128, (1, 0, 0)),
+    ("kv", 256, (0, 0, 0)),
+    ("kv", 2048, (0, 0, 0)),
+    ("kv", 4096, (0, 1, 1)),
+    ("kv", None, (0, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("layout", "rows_heads", "want"), DEFAULT_HINTS)
+def test_default_hints_by_step_size(layout, rows_heads, want):
     """Streaming stores for small steps, evict_last loads for large ones, never both."""
-    small = default_tuning(128, 128, layout, rows_heads=8)
-    large = default_tuning(128, 128, layout, rows_heads=1 << 15)
-    assert (small["store_streaming"], small["load_evict_last"]) == (1, 0)
-    assert (large["store_streaming"], large["load_evict_last"]) == (0, 1)
-    for rows_heads in (1, 64, 128, 256, 512, 2048, 4096, None):
-        tuning = default_tuning(128, 128, layout, rows_heads)
-        assert not (tuning["store_streaming"] and tuning["load_evict_last"])
-        assert tuning["early_state"] == 1
+    tuning = default_tuning(128, 128, layout, rows_heads)
+    got = (tuning["store_streaming"], tuning["load_evict_last"], tuning["act_first"])
+    assert got == want
+    assert tuning["early_state"] == 1
 
 
 @pytest.mark.parametrize(
