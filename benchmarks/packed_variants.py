@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from kernels import packed_decode
-from kernels.packed_decode import NUM_STAGES, _decode_tile, default_tuning
+from kernels.packed_decode import _decode_tile, default_tuning, launch_options
 from kernels.validate import check_decode_args
 
 bv4_w1 = partial(packed_decode, BV=4, num_warps=1)
@@ -144,20 +144,13 @@ def persistent(
     if dims.B == 0 or dims.HV == 0 or dims.V == 0:
         return
     tune = default_tuning(dims.K, dims.V, state_layout, dims.B * dims.HV)
-    BV = tune["BV"]
-    tiles = dims.B * dims.HV * triton.cdiv(dims.V, BV)
+    tiles = dims.B * dims.HV * triton.cdiv(dims.V, tune["BV"])
     grid = (min(tiles, per_sm * _sm_count(state.device)),)
     _persistent_kernel[grid](
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out,
         mixed_qkv.stride(0), a.stride(0), b.stride(0), state.stride(0),
-        float(scale), tiles,
-        H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
-        BK=triton.next_power_of_2(dims.K), BV=BV,
-        USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        EARLY_STATE=bool(tune["early_state"]), ACT_FIRST=bool(tune["act_first"]),
-        LOAD_EVICT_LAST=bool(tune["load_evict_last"]),
-        STORE_STREAMING=bool(tune["store_streaming"]), LOOP_STAGES=loop_stages,
-        num_warps=tune["num_warps"], num_stages=NUM_STAGES,
+        float(scale), tiles, LOOP_STAGES=loop_stages,
+        **launch_options(dims, tune, use_qk_l2norm, state_layout),
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.validate import check_decode_args
+from kernels.validate import DecodeDims, check_decode_args
 
 # (BV, num_warps) per state layout, from a sweep on an H100 (Triton 3.6, K = V =
 # 128, H/HV 16/32 and 4/8, B 1 to 1024; docs/performance.md). Large batches: vk
@@ -315,6 +315,22 @@ def default_tuning(
     }
 
 
+def launch_options(
+    dims: DecodeDims, params: dict[str, int], use_qk_l2norm: bool, state_layout: str
+) -> dict[str, int | bool]:
+    """The kernel's compile-time arguments and launch options for ``params``
+    (``default_tuning``'s keys), shared by every launcher of ``_decode_tile``."""
+    return {
+        "H": dims.H, "HV": dims.HV, "K": dims.K, "V": dims.V,
+        "BK": triton.next_power_of_2(dims.K), "BV": int(params["BV"]),
+        "USE_L2NORM": bool(use_qk_l2norm), "STATE_VK": state_layout == "vk",
+        "EARLY_STATE": bool(params["early_state"]), "ACT_FIRST": bool(params["act_first"]),
+        "LOAD_EVICT_LAST": bool(params["load_evict_last"]),
+        "STORE_STREAMING": bool(params["store_streaming"]),
+        "num_warps": int(params["num_warps"]), "num_stages": NUM_STAGES,
+    }  # fmt: skip
+
+
 def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int]:
     """The launch grid: every (row, head, V tile) on axis 0 (up to 2**31 - 1)."""
     return (B * HV * triton.cdiv(V, BV),)
@@ -362,12 +378,5 @@ def packed_decode(
     _packed_decode_kernel[launch_grid(dims.B, dims.HV, dims.V, BV)](
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out,
         mixed_qkv.stride(0), a.stride(0), b.stride(0), state.stride(0),
-        float(scale),
-        H=dims.H, HV=dims.HV, K=dims.K, V=dims.V,
-        BK=triton.next_power_of_2(dims.K), BV=BV,
-        USE_L2NORM=bool(use_qk_l2norm), STATE_VK=state_layout == "vk",
-        EARLY_STATE=bool(params["early_state"]), ACT_FIRST=bool(params["act_first"]),
-        LOAD_EVICT_LAST=bool(params["load_evict_last"]),
-        STORE_STREAMING=bool(params["store_streaming"]),
-        num_warps=int(params["num_warps"]), num_stages=NUM_STAGES,
+        float(scale), **launch_options(dims, params, use_qk_l2norm, state_layout),
     )  # fmt: skip
