@@ -507,9 +507,10 @@ def build_case(
     for i in range(n_sets):
         qkv = torch.randn((B, 2 * H * K + HV * V), generator=gen, device=device).to(act)
         ab = torch.randn((B, 2 * HV), generator=gen, device=device).to(act)
-        perm = torch.randperm(B, generator=perm_gen) + i * B
         if slot_order == "identity":
-            perm = torch.arange(i * B, (i + 1) * B)
+            perm = torch.arange(B) + i * B
+        else:
+            perm = torch.randperm(B, generator=perm_gen) + i * B
         sets.append(
             InputSet(
                 mixed_qkv=qkv,
