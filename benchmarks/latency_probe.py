@@ -15,7 +15,9 @@ and these hints would pay:
 * ``... stream``: the same two with streaming cache hints (``evict_first``
   loads, ``.cs`` stores; the packed kernel's small steps take the stores);
 * ``packed``: the packed kernel itself (all of the above, plus q/k/v, gates,
-  the two reductions and the output).
+  the two reductions and the output);
+* ``kv ...``: the same in layout kv, where a program's tile is [K, BV] columns
+  of a [K, V] head (``kv tiles BV/w`` for other widths), and ``kv packed``.
 
 Usage (on a GPU): ``python benchmarks/latency_probe.py [--shapes 16/32,4/8]``.
 """
@@ -32,6 +34,7 @@ from harness import bench
 from kernels.packed_decode import default_tuning, packed_decode
 
 TILE_SWEEP = ((1, 1), (2, 1), (8, 1), (8, 2), (16, 4), (32, 4), (64, 8))
+KV_TILE_SWEEP = ((8, 1), (16, 2), (32, 1), (32, 4))
 
 
 # Grid: (1,); one program stores one int: the cost of a launch inside a graph.
@@ -40,11 +43,12 @@ def _launch_kernel(out_ptr):
     tl.store(out_ptr, 1)
 
 
-# Grid: (cdiv(HV * V, BV),), one warp each. Program p owns state rows
-#   [p * BV, (p + 1) * BV) x K of one slot (row tail masked), read and written
-#   once. With USE_INDEX the slot is idx_ptr[0] of the pool at state_ptr;
-#   without, state_ptr is the slot itself. STREAM loads evict_first and
-#   stores .cs.
+# Grid: (cdiv(HV * V, BV),), num_warps each. Program p owns value rows
+#   [p * BV, (p + 1) * BV) of one slot (tail masked) x all K keys, read and
+#   written once: in vk a [BV, K] block of rows; in kv (STATE_KV) head
+#   p * BV // V's [K, BV] block of columns (V a multiple of BV). With USE_INDEX
+#   the slot is idx_ptr[0] of the pool at state_ptr; without, state_ptr is the
+#   slot itself. STREAM loads evict_first and stores .cs.
 @triton.jit
 def _tiles_kernel(
     state_ptr,
@@ -52,9 +56,11 @@ def _tiles_kernel(
     stride_s0,
     ROWS,
     K: tl.constexpr,
+    V: tl.constexpr,
     BV: tl.constexpr,
     USE_INDEX: tl.constexpr,
     STREAM: tl.constexpr,
+    STATE_KV: tl.constexpr,
 ):
     pid = tl.program_id(0)
     base = state_ptr
@@ -62,8 +68,13 @@ def _tiles_kernel(
         base = state_ptr + tl.load(idx_ptr).to(tl.int64) * stride_s0
     offs_v = pid * BV + tl.arange(0, BV)
     offs_k = tl.arange(0, K)
-    mask = (offs_v < ROWS)[:, None]
-    ptrs = base + offs_v[:, None] * K + offs_k[None, :]
+    if STATE_KV:  # column v of head hv = row // V at hv * K * V + k * V + v % V
+        mask = (offs_v < ROWS)[None, :]
+        cols = (offs_v // V) * (K * V) + offs_v % V
+        ptrs = base + offs_k[:, None] * V + cols[None, :]
+    else:
+        mask = (offs_v < ROWS)[:, None]
+        ptrs = base + offs_v[:, None] * K + offs_k[None, :]
     if STREAM:
         s = tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_first")
         tl.store(ptrs, s * 0.5, mask=mask, cache_modifier=".cs")
@@ -72,15 +83,15 @@ def _tiles_kernel(
         tl.store(ptrs, s * 0.5, mask=mask)
 
 
-def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
-    """Each probe's calls at B = 1 for ``shape`` (vk layout), one per input set."""
+def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[str, list]:
+    """Each probe's calls at B = 1 for ``shape`` in ``layout``, one per input set."""
     act, st = torch.bfloat16, torch.float32
     per_set = bench.set_footprint(1, shape, act.itemsize, st.itemsize)
     sets = bench.auto_input_sets(per_set, bench._l2_bytes(device))
-    bufs = bench.build_case(shape, 1, "vk", sets, act, st, device, seed=1)
+    bufs = bench.build_case(shape, 1, layout, sets, act, st, device, seed=1)
     pool = bufs.pool
-    tune = default_tuning(shape.K, shape.V, "vk", shape.HV)
-    rows_total = shape.HV * shape.V  # one slot's [HV, V] rows of K keys
+    tune = default_tuning(shape.K, shape.V, layout, shape.HV)
+    rows_total = shape.HV * shape.V  # one slot's value rows (vk) or columns (kv)
     flag = torch.zeros(sets, dtype=torch.int32, device=device)
 
     def tiles(
@@ -93,31 +104,34 @@ def probe_calls(shape: bench.Shape, device: torch.device) -> dict[str, list]:
         idx = bufs.sets[i].state_indices
         state = pool if use_index else pool[i]  # set i owns slot i at B = 1
         return lambda: _tiles_kernel[(triton.cdiv(rows_total, BV),)](
-            state, idx, pool.stride(0), rows_total, K=shape.K, BV=BV, USE_INDEX=use_index,
-            STREAM=stream, num_warps=warps,
+            state, idx, pool.stride(0), rows_total, K=shape.K, V=shape.V, BV=BV,
+            USE_INDEX=use_index, STREAM=stream, STATE_KV=layout == "kv", num_warps=warps,
         )  # fmt: skip
 
-    other_tiles = {
-        f"tiles {bv}/{w}": [tiles(i, False, bv, w) for i in range(sets)] for bv, w in TILE_SWEEP
-    }
-
+    sweep = TILE_SWEEP if layout == "vk" else KV_TILE_SWEEP
     kwargs = bufs.kwargs()
-    return {
-        "launch": [(lambda i=i: _launch_kernel[(1,)](flag[i:])) for i in range(sets)],
+    calls = {
         "tiles": [tiles(i, False) for i in range(sets)],
         "index+tiles": [tiles(i, True) for i in range(sets)],
         "tiles stream": [tiles(i, False, stream=True) for i in range(sets)],
         "index+tiles stream": [tiles(i, True, stream=True) for i in range(sets)],
         "packed": [(lambda i=i: packed_decode(*bufs.args(i), **kwargs)) for i in range(sets)],
-        **other_tiles,
+        **{f"tiles {bv}/{w}": [tiles(i, False, bv, w) for i in range(sets)] for bv, w in sweep},
     }
+    if layout == "vk":
+        launch = [(lambda i=i: _launch_kernel[(1,)](flag[i:])) for i in range(sets)]
+        return {"launch": launch, **calls}
+    return {f"kv {name}": c for name, c in calls.items()}
 
 
-def probe(shape: bench.Shape, device: torch.device, replays: int) -> dict[str, float]:
+def probe(
+    shape: bench.Shape, device: torch.device, replays: int, layouts: tuple[str, ...] = ("vk", "kv")
+) -> dict[str, float]:
     """Microseconds per call of each probe, timed as the bench times a step."""
     return {
         name: bench.time_calls(calls, device, replays, use_graph=True).median_us
-        for name, calls in probe_calls(shape, device).items()
+        for layout in layouts
+        for name, calls in probe_calls(shape, layout, device).items()
     }
 
 

@@ -24,6 +24,7 @@ from functools import cache, partial
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_wait
 
 from kernels import packed_decode
 from kernels.packed_decode import _decode_tile, default_tuning, launch_options
@@ -81,8 +82,11 @@ def _persistent_kernel(
     ACT_FIRST: tl.constexpr,
     LOAD_EVICT_LAST: tl.constexpr,
     STORE_STREAMING: tl.constexpr,
+    PDL: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
 ):
+    if PDL:
+        gdc_wait()
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
         _decode_tile(
             t,
@@ -160,3 +164,10 @@ p32_s1 = partial(persistent, per_sm=32, loop_stages=1)
 p8_s2 = partial(persistent, per_sm=8, loop_stages=2)
 p16_s2 = partial(persistent, per_sm=16, loop_stages=2)
 p32_s2 = partial(persistent, per_sm=32, loop_stages=2)
+
+# Programmatic dependent launch: each step may launch while the one before it
+# runs, and waits before its first load; it lets its own dependents launch
+# after its stores (pdl1) or as it starts (pdl2).
+pdl1 = partial(packed_decode, pdl=1)
+pdl2 = partial(packed_decode, pdl=2)
+bv8_w1 = partial(packed_decode, BV=8, num_warps=1)

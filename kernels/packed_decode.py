@@ -20,6 +20,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from kernels.validate import DecodeDims, check_decode_args
 
@@ -54,6 +55,7 @@ _TUNING_KEYS = (
     "act_first",
     "load_evict_last",
     "store_streaming",
+    "pdl",
 )
 
 
@@ -106,7 +108,14 @@ def _packed_decode_kernel(
     ACT_FIRST: tl.constexpr,
     LOAD_EVICT_LAST: tl.constexpr,
     STORE_STREAMING: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    # Launched as a programmatic dependent launch, the program may start while the
+    # previous kernel in the stream still runs: wait until its writes are visible.
+    if PDL:
+        gdc_wait()
+    if PDL == 2:
+        gdc_launch_dependents()
     _decode_tile(
         tl.program_id(0),
         qkv_ptr,
@@ -135,6 +144,8 @@ def _packed_decode_kernel(
         LOAD_EVICT_LAST,
         STORE_STREAMING,
     )
+    if PDL == 1:
+        gdc_launch_dependents()
 
 
 @triton.jit
@@ -293,13 +304,17 @@ def _load_activations(
     return q, k, v, x, bb, A_log
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def default_tuning(
     K: int, V: int, state_layout: str = "vk", rows_heads: int | None = None
 ) -> dict[str, int]:
     """Default launch parameters for this shape, layout and B * HV (see ``TILING``)."""
     small = rows_heads is not None and rows_heads <= SMALL_ROWS_HEADS
     BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if _interpreting():
         BV = max(BV, INTERPRET_BLOCK_V)
     streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
     large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS
@@ -312,6 +327,7 @@ def default_tuning(
         "act_first": int(act_first),
         "load_evict_last": int(large),
         "store_streaming": int(streaming),
+        "pdl": 0,
     }
 
 
@@ -319,7 +335,10 @@ def launch_options(
     dims: DecodeDims, params: dict[str, int], use_qk_l2norm: bool, state_layout: str
 ) -> dict[str, int | bool]:
     """The kernel's compile-time arguments and launch options for ``params``
-    (``default_tuning``'s keys), shared by every launcher of ``_decode_tile``."""
+    (``default_tuning``'s keys), shared by every launcher of ``_decode_tile``.
+    The interpreter runs launches one after another and has no grid dependency
+    control, so there ``pdl`` is dropped."""
+    pdl = 0 if _interpreting() else int(params["pdl"])
     return {
         "H": dims.H, "HV": dims.HV, "K": dims.K, "V": dims.V,
         "BK": triton.next_power_of_2(dims.K), "BV": int(params["BV"]),
@@ -327,6 +346,7 @@ def launch_options(
         "EARLY_STATE": bool(params["early_state"]), "ACT_FIRST": bool(params["act_first"]),
         "LOAD_EVICT_LAST": bool(params["load_evict_last"]),
         "STORE_STREAMING": bool(params["store_streaming"]),
+        "PDL": pdl, "launch_pdl": bool(pdl),
         "num_warps": int(params["num_warps"]), "num_stages": NUM_STAGES,
     }  # fmt: skip
 

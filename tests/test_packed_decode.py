@@ -141,6 +141,47 @@ def test_load_order_and_cache_hints_on_cuda(layout):
         assert torch.equal(results[0][1], state)
 
 
+def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.Tensor, ...]:
+    """Four decode steps on one pool; before each, a late copy kernel writes the
+    step's mixed_qkv. Returns (outs, pool) on the CPU."""
+    from late_copy import late_copy  # imports Triton: only once the interpreter is set up
+
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    H, HV, K, V, steps = 4, 8, 128, 128, 4
+    inner = (V, K) if layout == "vk" else (K, V)
+    pool = torch.randn((B, HV, *inner), generator=gen, device="cuda")
+    idx = torch.randperm(B, generator=gen, device="cuda").to(torch.int32)
+    A_log = torch.rand(HV, generator=gen, device="cuda") - 0.5
+    dt_bias = torch.randn(HV, generator=gen, device="cuda")
+    qkvs = torch.randn((steps, B, 2 * H * K + HV * V), generator=gen, device="cuda").bfloat16()
+    ab = torch.randn((steps, B, 2 * HV), generator=gen, device="cuda").bfloat16()
+    qkv = torch.full_like(qkvs[0], float("nan"))
+    outs = torch.empty((steps, B, HV, V), dtype=torch.bfloat16, device="cuda")
+    for i in range(steps):
+        late_copy(qkvs[i], qkv)
+        packed_decode(
+            qkv, ab[i, :, :HV], ab[i, :, HV:], A_log, dt_bias, pool, idx, outs[i],
+            scale=K**-0.5, state_layout=layout, **tuning,
+        )  # fmt: skip
+        qkv.fill_(float("nan"))
+    torch.cuda.synchronize()
+    return outs.cpu(), pool.cpu()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="grid dependency control needs a GPU")
+@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("pdl", [1, 2])
+@pytest.mark.parametrize("B", [2, 256])
+def test_pdl_step_waits_for_the_kernel_before_it(layout, pdl, B):
+    """Launched early (programmatic dependent launch) behind a kernel that lets it
+    launch at once but writes the step's input late, the step must wait for that
+    input and for the state the step before wrote: the same bits as without."""
+    ref_outs, ref_pool = _steps_after_late_inputs(layout, B, pdl=0)
+    outs, pool = _steps_after_late_inputs(layout, B, pdl=pdl)
+    assert torch.equal(outs, ref_outs)
+    assert torch.equal(pool, ref_pool)
+
+
 # (layout, B * HV) -> (store_streaming, load_evict_last, act_first), the defaults
 # docs/performance.md describes, at each side of every threshold.
 DEFAULT_HINTS = [
