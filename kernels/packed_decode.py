@@ -45,6 +45,8 @@ INTERPRET_BLOCK_V = 32
 # In kv at B * HV = 512-2048 those two cost the H100 0.3-2.1%, so kv takes no
 # hint from 256 to 2048. The smallest vk steps gain up to 2.6% from the
 # activations-first order.
+# A programmatic dependent launch (``pdl``) stays off: behind a kernel that does
+# not signal its dependents, as in a model, it made small steps slower.
 STREAM_STORE_ROWS_HEADS = {"vk": 2048, "kv": 128}  # streaming stores up to here
 LARGE_ROWS_HEADS = 2048  # evict_last loads above here
 TINY_ROWS_HEADS = 64  # vk: activations first up to here
@@ -81,6 +83,9 @@ _TUNING_KEYS = (
 # Order and hints (constexpr, chosen by default_tuning): EARLY_STATE loads the
 #   state tile before the gate math, ACT_FIRST issues the activation loads
 #   before it, LOAD_EVICT_LAST / STORE_STREAMING set the state's cache hints.
+# PDL (launched as a programmatic dependent launch; off by default): every
+#   program waits for the previous kernel's writes before its first load, and
+#   lets the next kernel launch after its stores (1) or as it starts (2).
 @triton.jit
 def _packed_decode_kernel(
     qkv_ptr,
@@ -379,8 +384,14 @@ def packed_decode(
     tile before the gate math, which then hides part of its latency; 0: after,
     as the math reads), ``act_first`` (1: issue the activation loads before the
     state tile's), ``load_evict_last`` (1: keep the loaded state lines in L2 for
-    their write) and ``store_streaming`` (1: streaming state stores). None of
-    them changes a bit of the result.
+    their write), ``store_streaming`` (1: streaming state stores) and ``pdl``
+    (1 or 2: a programmatic dependent launch, which may start before the
+    previous kernel in the stream ends and waits for its writes; 1 lets the
+    next kernel launch after this one's stores, 2 as it starts; 0, the
+    default, a plain launch). None of them changes a bit of the result.
+    ``pdl`` pays only behind a kernel that lets its dependents launch early,
+    and costs time behind one that does not (docs/performance.md); the
+    interpreter ignores it.
     """
     dims = check_decode_args(
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
@@ -393,6 +404,8 @@ def packed_decode(
     BV = int(params["BV"])
     if BV < 1 or BV & (BV - 1):
         raise ValueError(f"BV: must be a power of two, got {BV}")
+    if params["pdl"] not in (0, 1, 2):
+        raise ValueError(f"pdl: must be 0, 1 or 2, got {params['pdl']!r}")
     if dims.B == 0 or dims.HV == 0 or dims.V == 0:
         return
     _packed_decode_kernel[launch_grid(dims.B, dims.HV, dims.V, BV)](

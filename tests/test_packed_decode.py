@@ -104,8 +104,8 @@ ORDER_AND_HINTS = [
     {"early_state": 0, "act_first": 0, "load_evict_last": 0, "store_streaming": 0},
     {"early_state": 1, "act_first": 0, "load_evict_last": 0, "store_streaming": 0},
     {"early_state": 1, "act_first": 1, "load_evict_last": 1, "store_streaming": 0},
-    {"early_state": 0, "act_first": 1, "load_evict_last": 0, "store_streaming": 1},
-    {"early_state": 1, "act_first": 0, "load_evict_last": 1, "store_streaming": 1},
+    {"early_state": 0, "act_first": 1, "load_evict_last": 0, "store_streaming": 1, "pdl": 1},
+    {"early_state": 1, "act_first": 0, "load_evict_last": 1, "store_streaming": 1, "pdl": 2},
 ]
 
 
@@ -438,5 +438,7 @@ def test_bad_tuning_arguments():
     inp = _valid()
     with pytest.raises(ValueError, match=r"^BV: "):
         run_kernel(inp, scale=0.25, BV=24)
+    with pytest.raises(ValueError, match=r"^pdl: "):
+        run_kernel(inp, scale=0.25, pdl=3)
     with pytest.raises(TypeError, match="unknown tuning"):
         run_kernel(inp, scale=0.25, block_k=64)
