@@ -142,10 +142,10 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda")
     print(f"card: {torch.cuda.get_device_name(device)} | triton {triton.__version__}")
-    print(f"{'shape':>8} {'probe':>20} {'us/call':>8}")
+    print(f"{'shape':>8} {'probe':>22} {'us/call':>8}")
     for shape in bench.parse_shapes(args.shapes):
         for name, us in probe(shape, device, args.replays).items():
-            print(f"{shape.label:>8} {name:>20} {us:8.2f}")
+            print(f"{shape.label:>8} {name:>22} {us:8.2f}")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,15 @@ from functools import cache, partial
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_wait
 
 from kernels import packed_decode
-from kernels.packed_decode import _decode_tile, default_tuning, launch_options
+from kernels.packed_decode import (
+    _decode_tile,
+    default_tuning,
+    gdc_launch_dependents,
+    gdc_wait,
+    launch_options,
+)
 from kernels.validate import check_decode_args
 
 bv4_w1 = partial(packed_decode, BV=4, num_warps=1)
@@ -39,6 +44,7 @@ bv32_w8 = partial(packed_decode, BV=32, num_warps=8)
 bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
 late = partial(packed_decode, early_state=0)  # state tile loaded after the gate math
 bv2_w1 = partial(packed_decode, BV=2, num_warps=1)
+bv8_w1 = partial(packed_decode, BV=8, num_warps=1)
 
 # Load order and cache hints (the tiling stays the default's).
 plain = partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=0)
@@ -53,7 +59,9 @@ keep_all = partial(packed_decode, act_first=0, load_evict_last=1, store_streamin
 #   each tile exactly the flat kernel's program (see kernels/packed_decode.py:
 #   one row, one value head, BV values x all K keys, masks for the K and V
 #   tails and for padding rows). LOOP_STAGES > 1 lets Triton pipeline the
-#   loop's loads across iterations.
+#   loop's loads across iterations. PDL as in the flat kernel: wait for the
+#   previous kernel before the first tile; let the next one launch after the
+#   last tile (1) or at the start (2).
 @triton.jit
 def _persistent_kernel(
     qkv_ptr,
@@ -87,6 +95,8 @@ def _persistent_kernel(
 ):
     if PDL:
         gdc_wait()
+    if PDL == 2:
+        gdc_launch_dependents()
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
         _decode_tile(
             t,
@@ -116,6 +126,8 @@ def _persistent_kernel(
             LOAD_EVICT_LAST,
             STORE_STREAMING,
         )
+    if PDL == 1:
+        gdc_launch_dependents()
 
 
 @cache
@@ -170,4 +182,3 @@ p32_s2 = partial(persistent, per_sm=32, loop_stages=2)
 # after its stores (pdl1) or as it starts (pdl2).
 pdl1 = partial(packed_decode, pdl=1)
 pdl2 = partial(packed_decode, pdl=2)
-bv8_w1 = partial(packed_decode, BV=8, num_warps=1)

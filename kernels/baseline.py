@@ -21,12 +21,11 @@ slot offsets, both state layouts and a grid that cannot overflow for
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from kernels.runtime import interpreting
 from kernels.validate import (
     check_decode_args,
     check_index_dtype,
@@ -60,14 +59,10 @@ RECURRENT_NUM_STAGES = 3
 INTERPRET_BLOCK_V = 32
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def default_tiling(V: int, state_layout: str) -> tuple[int, int]:
     """(BV, num_warps) of the recurrent kernel for this V and state layout."""
     bv, num_warps = RECURRENT_TILING[state_layout]
-    if _interpreting():
+    if interpreting():
         bv = max(bv, INTERPRET_BLOCK_V)
     return min(bv, triton.next_power_of_2(V)), num_warps
 

@@ -15,13 +15,16 @@ stores to ``out`` and to the state pool.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
+try:  # grid dependency control, for the opt-in programmatic dependent launch
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # a Triton without it can still run every pdl=0 launch
+    gdc_launch_dependents = gdc_wait = None
+
+from kernels.runtime import interpreting
 from kernels.validate import DecodeDims, check_decode_args
 
 # (BV, num_warps) per state layout, from a sweep on an H100 (Triton 3.6, K = V =
@@ -309,17 +312,13 @@ def _load_activations(
     return q, k, v, x, bb, A_log
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def default_tuning(
     K: int, V: int, state_layout: str = "vk", rows_heads: int | None = None
 ) -> dict[str, int]:
     """Default launch parameters for this shape, layout and B * HV (see ``TILING``)."""
     small = rows_heads is not None and rows_heads <= SMALL_ROWS_HEADS
     BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
-    if _interpreting():
+    if interpreting():
         BV = max(BV, INTERPRET_BLOCK_V)
     streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
     large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS
@@ -342,18 +341,33 @@ def launch_options(
     """The kernel's compile-time arguments and launch options for ``params``
     (``default_tuning``'s keys), shared by every launcher of ``_decode_tile``.
     The interpreter runs launches one after another and has no grid dependency
-    control, so there ``pdl`` is dropped."""
-    pdl = 0 if _interpreting() else int(params["pdl"])
-    return {
+    control, so there ``pdl`` is dropped; ``launch_pdl`` is passed only when
+    set, since a Triton without it rejects the option."""
+    pdl = 0 if interpreting() else int(params["pdl"])
+    options = {
         "H": dims.H, "HV": dims.HV, "K": dims.K, "V": dims.V,
         "BK": triton.next_power_of_2(dims.K), "BV": int(params["BV"]),
         "USE_L2NORM": bool(use_qk_l2norm), "STATE_VK": state_layout == "vk",
         "EARLY_STATE": bool(params["early_state"]), "ACT_FIRST": bool(params["act_first"]),
         "LOAD_EVICT_LAST": bool(params["load_evict_last"]),
         "STORE_STREAMING": bool(params["store_streaming"]),
-        "PDL": pdl, "launch_pdl": bool(pdl),
-        "num_warps": int(params["num_warps"]), "num_stages": NUM_STAGES,
+        "PDL": pdl, "num_warps": int(params["num_warps"]), "num_stages": NUM_STAGES,
     }  # fmt: skip
+    return {**options, "launch_pdl": True} if pdl else options
+
+
+def _check_pdl(pdl: int, state: torch.Tensor) -> None:
+    """A programmatic dependent launch needs grid dependency control: in Triton,
+    and on the GPU (Hopper, sm_90, or newer)."""
+    if pdl not in (0, 1, 2):
+        raise ValueError(f"pdl: must be 0, 1 or 2, got {pdl!r}")
+    if not pdl or interpreting():
+        return
+    if gdc_wait is None:
+        raise ValueError(f"pdl: Triton {triton.__version__} has no grid dependency control")
+    if state.is_cuda and torch.cuda.get_device_capability(state.device)[0] < 9:
+        name = torch.cuda.get_device_name(state.device)
+        raise ValueError(f"pdl: needs a GPU of compute capability 9.0 or newer, not {name}")
 
 
 def launch_grid(B: int, HV: int, V: int, BV: int) -> tuple[int]:
@@ -390,8 +404,8 @@ def packed_decode(
     next kernel launch after this one's stores, 2 as it starts; 0, the
     default, a plain launch). None of them changes a bit of the result.
     ``pdl`` pays only behind a kernel that lets its dependents launch early,
-    and costs time behind one that does not (docs/performance.md); the
-    interpreter ignores it.
+    and costs time behind one that does not (docs/performance.md); it needs
+    a Hopper or newer GPU, and the interpreter ignores it.
     """
     dims = check_decode_args(
         mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, state_layout
@@ -404,8 +418,7 @@ def packed_decode(
     BV = int(params["BV"])
     if BV < 1 or BV & (BV - 1):
         raise ValueError(f"BV: must be a power of two, got {BV}")
-    if params["pdl"] not in (0, 1, 2):
-        raise ValueError(f"pdl: must be 0, 1 or 2, got {params['pdl']!r}")
+    _check_pdl(params["pdl"], state)
     if dims.B == 0 or dims.HV == 0 or dims.V == 0:
         return
     _packed_decode_kernel[launch_grid(dims.B, dims.HV, dims.V, BV)](

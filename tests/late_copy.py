@@ -26,11 +26,11 @@ def _late_copy_kernel(src_ptr, dst_ptr, N, SPIN, BLOCK: tl.constexpr):
         x = x * 0.999999 + 1e-6
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
-    val = tl.load(src_ptr + offs, mask=mask)
-    tl.store(dst_ptr + offs, tl.where(x > -1.0, val, 0.0), mask=mask)
+    # x > 0 always holds; the store depends on it, so the spin cannot be dropped.
+    tl.store(dst_ptr + offs, tl.load(src_ptr + offs, mask=mask), mask=mask & (x > 0.0))
 
 
 def late_copy(src: torch.Tensor, dst: torch.Tensor) -> None:
-    """``dst.copy_(src)`` for contiguous tensors of one shape, written late."""
+    """``dst.copy_(src)`` for contiguous tensors of one shape and dtype, written late."""
     n = src.numel()
     _late_copy_kernel[(triton.cdiv(n, BLOCK),)](src, dst, n, SPIN, BLOCK=BLOCK)

@@ -142,28 +142,40 @@ def test_load_order_and_cache_hints_on_cuda(layout):
 
 
 def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.Tensor, ...]:
-    """Four decode steps on one pool; before each, a late copy kernel writes the
-    step's mixed_qkv. Returns (outs, pool) on the CPU."""
+    """Four decode steps on one pool. Before each of the first three, a kernel that
+    lets its dependents launch at once writes one of the step's inputs late: the
+    mixed_qkv, the slot indices, the state pool. The fourth follows the third
+    directly. Returns (outs, pool) on the CPU."""
     from late_copy import late_copy  # imports Triton: only once the interpreter is set up
 
     gen = torch.Generator(device="cuda").manual_seed(7)
     H, HV, K, V, steps = 4, 8, 128, 128, 4
     inner = (V, K) if layout == "vk" else (K, V)
     pool = torch.randn((B, HV, *inner), generator=gen, device="cuda")
-    idx = torch.randperm(B, generator=gen, device="cuda").to(torch.int32)
+    perm = torch.randperm(B, generator=gen, device="cuda").to(torch.int32)
     A_log = torch.rand(HV, generator=gen, device="cuda") - 0.5
     dt_bias = torch.randn(HV, generator=gen, device="cuda")
     qkvs = torch.randn((steps, B, 2 * H * K + HV * V), generator=gen, device="cuda").bfloat16()
     ab = torch.randn((steps, B, 2 * HV), generator=gen, device="cuda").bfloat16()
-    qkv = torch.full_like(qkvs[0], float("nan"))
+    qkv_late = torch.full_like(qkvs[0], float("nan"))
+    idx_late = torch.full_like(perm, -1)
     outs = torch.empty((steps, B, HV, V), dtype=torch.bfloat16, device="cuda")
     for i in range(steps):
-        late_copy(qkvs[i], qkv)
+        qkv, idx = qkvs[i], perm
+        if i == 0:
+            late_copy(qkvs[i], qkv_late)
+            qkv = qkv_late
+        elif i == 1:
+            late_copy(perm, idx_late)
+            idx = idx_late
+        elif i == 2:
+            staged = pool.clone()
+            pool.fill_(float("nan"))
+            late_copy(staged, pool)
         packed_decode(
             qkv, ab[i, :, :HV], ab[i, :, HV:], A_log, dt_bias, pool, idx, outs[i],
             scale=K**-0.5, state_layout=layout, **tuning,
         )  # fmt: skip
-        qkv.fill_(float("nan"))
     torch.cuda.synchronize()
     return outs.cpu(), pool.cpu()
 
@@ -174,8 +186,8 @@ def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.
 @pytest.mark.parametrize("B", [2, 256])
 def test_pdl_step_waits_for_the_kernel_before_it(layout, pdl, B):
     """Launched early (programmatic dependent launch) behind a kernel that lets it
-    launch at once but writes the step's input late, the step must wait for that
-    input and for the state the step before wrote: the same bits as without."""
+    launch at once but writes one of its inputs late (activations, slot indices or
+    state), the step must wait for that write: the same bits as without PDL."""
     ref_outs, ref_pool = _steps_after_late_inputs(layout, B, pdl=0)
     outs, pool = _steps_after_late_inputs(layout, B, pdl=pdl)
     assert torch.equal(outs, ref_outs)
