@@ -180,6 +180,15 @@ def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.
     return outs.cpu(), pool.cpu()
 
 
+def test_pdl_refused_without_grid_dependency_control(monkeypatch):
+    """Compiled for a GPU, pdl needs Triton's gdc intrinsics; the error says so."""
+    monkeypatch.setattr(packed_module, "interpreting", lambda: False)
+    monkeypatch.setattr(packed_module, "gdc_wait", None)
+    with pytest.raises(ValueError, match=r"^pdl: Triton .* no grid dependency control"):
+        packed_module._check_pdl(1, torch.zeros(1))
+    packed_module._check_pdl(0, torch.zeros(1))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="grid dependency control needs a GPU")
 @pytest.mark.parametrize("layout", ["vk", "kv"])
 @pytest.mark.parametrize("pdl", [1, 2])
