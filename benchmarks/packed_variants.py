@@ -45,6 +45,10 @@ bv64_w4 = partial(packed_decode, BV=64, num_warps=4)
 late = partial(packed_decode, early_state=0)  # state tile loaded after the gate math
 bv2_w1 = partial(packed_decode, BV=2, num_warps=1)
 bv8_w1 = partial(packed_decode, BV=8, num_warps=1)
+bv32_w1 = partial(packed_decode, BV=32, num_warps=1)
+bv32_w4 = partial(packed_decode, BV=32, num_warps=4)
+bv64_w2 = partial(packed_decode, BV=64, num_warps=2)
+bv64_w8 = partial(packed_decode, BV=64, num_warps=8)
 
 # Load order and cache hints (the tiling stays the default's).
 plain = partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=0)
