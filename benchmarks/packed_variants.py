@@ -7,8 +7,8 @@ loads the state tile after the gate math (the order before ``early_state``).
 Load order and cache hints, each at every B: ``plain`` (none of them, the
 kernel before ``act_first``, ``load_evict_last`` and ``store_streaming``),
 ``act0`` / ``act1`` (the default hints, activations loaded after / before the
-state), ``stream_all`` (streaming stores only) and ``keep_all`` (evict_last
-loads only).
+state), ``stream_all`` (streaming stores only), ``keep_all`` (evict_last
+loads only) and ``keep_act1`` (evict_last loads, activations first).
 
 Persistent grid: ``p<programs per SM>_s<loop stages>`` launches a fixed number
 of programs that loop over the tiles of the flat grid (with the default
@@ -56,6 +56,7 @@ act0 = partial(packed_decode, act_first=0)
 act1 = partial(packed_decode, act_first=1)
 stream_all = partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=1)
 keep_all = partial(packed_decode, act_first=0, load_evict_last=1, store_streaming=0)
+keep_act1 = partial(packed_decode, act_first=1, load_evict_last=1, store_streaming=0)
 
 
 # Grid: (min(TILES, programs),) with TILES = B * HV * cdiv(V, BV), the flat

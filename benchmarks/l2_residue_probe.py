@@ -1,0 +1,113 @@
+"""Do state lines loaded ``evict_last`` stay in L2 after the step, and whom does that help?
+
+A load with the ``evict_last`` policy marks its L2 line to be evicted after
+lines of normal priority. When a step loads its state that way, the last
+lines it touched may stay in L2 long after it ends. Two things follow, and
+this probe measures both on one case:
+
+* a *later step on the same state* may find part of it in L2 and run faster
+  than it would from DRAM: inside one bench case, every implementation timed
+  after one with ``evict_last`` loads would be flattered;
+* a *neighbour* kernel that relies on L2 (here: one that re-reads a buffer of
+  0.6 x L2 in every call) may find less L2 to work with.
+
+Each row starts from a scrubbed L2 (see ``scrub``), runs one step over every
+input set (or nothing), optionally scrubs again, then times the row's kernel.
+
+Usage (on a GPU): ``python benchmarks/l2_residue_probe.py [--shape 16/32 --layout kv --batch 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import torch
+import triton
+import triton.language as tl
+
+from harness import bench
+from kernels.packed_decode import packed_decode
+
+BLOCK = 4096
+NEIGHBOUR_L2_FRACTION = 0.6
+NEIGHBOUR_CALLS = 10
+
+
+# Grid: (cdiv(N, BLOCK),), 4 warps. Program p loads buf[p * BLOCK:][:BLOCK]
+#   (tail masked) with the POLICY eviction priority and stores its sum to out[p].
+@triton.jit
+def _read_kernel(buf_ptr, out_ptr, N, BLOCK: tl.constexpr, POLICY: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(buf_ptr + offs, mask=offs < N, other=0.0, eviction_policy=POLICY)
+    tl.store(out_ptr + tl.program_id(0), tl.sum(x, axis=0))
+
+
+def _read(buf: torch.Tensor, out: torch.Tensor, policy: str = "") -> None:
+    n = buf.numel()
+    _read_kernel[(triton.cdiv(n, BLOCK),)](buf, out, n, BLOCK=BLOCK, POLICY=policy, num_warps=4)
+
+
+def scrub(scratch: torch.Tensor, out: torch.Tensor) -> None:
+    """Displace every evict_last line: read 2 x L2 of scratch with evict_last (the
+    stale lines lose to these at equal priority), then again with evict_first."""
+    _read(scratch, out, "evict_last")
+    _read(scratch, out, "evict_first")
+    torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", default="16/32")
+    p.add_argument("--layout", default="kv")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--replays", type=int, default=50)
+    args = p.parse_args()
+    device = torch.device("cuda")
+    (shape,) = bench.parse_shapes(args.shape)
+    act, st = torch.bfloat16, torch.float32
+    l2 = bench._l2_bytes(device)
+    per_set = bench.set_footprint(args.batch, shape, act.itemsize, st.itemsize)
+    sets = bench.auto_input_sets(per_set, l2)
+    bufs = bench.build_case(shape, args.batch, args.layout, sets, act, st, device, seed=1)
+    scratch = torch.randn(2 * l2 // 4, device=device)
+    sink = torch.empty(triton.cdiv(scratch.numel(), BLOCK), device=device)
+    neighbour_buf = torch.randn(int(NEIGHBOUR_L2_FRACTION * l2) // 4, device=device)
+
+    kwargs = bufs.kwargs()
+    steps = {
+        "plain": partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=0),
+        "evict_last": partial(packed_decode, act_first=0, load_evict_last=1, store_streaming=0),
+    }
+
+    def run_once(name: str | None) -> None:
+        if name is not None:
+            for i in range(sets):
+                steps[name](*bufs.args(i), **kwargs)
+        torch.cuda.synchronize()
+
+    def time(calls) -> float:
+        return bench.time_calls(calls, device, args.replays, use_graph=True).median_us
+
+    neighbour = [lambda: _read(neighbour_buf, sink)] * NEIGHBOUR_CALLS
+    step_calls = {
+        name: [(lambda i=i, f=f: f(*bufs.args(i), **kwargs)) for i in range(sets)]
+        for name, f in steps.items()
+    }
+    card = torch.cuda.get_device_name(device)
+    print(f"card: {card} | L2 {l2 >> 20} MiB | {shape.label} {args.layout} B={args.batch}")
+    print(f"{sets} input sets | us per call, median of {args.replays} graph replays")
+    for before in (None, "plain", "evict_last"):
+        for scrub_after in (False, True):
+            rows = {"neighbour": neighbour, **{f"step {n}": c for n, c in step_calls.items()}}
+            for what, calls in rows.items():
+                scrub(scratch, sink)
+                run_once(before)
+                if scrub_after:
+                    scrub(scratch, sink)
+                label = f"after {before or 'nothing'}{' + scrub' if scrub_after else ''}"
+                print(f"{label:>28} {what:>18} {time(calls):9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
