@@ -327,6 +327,7 @@ def time_calls(
     *,
     use_graph: bool,
     warmup: int = WARMUP_REPLAYS,
+    scrub: bool = True,
 ) -> Timing:
     """Time ``calls`` (one per input set) as one unit; return the time per call.
 
@@ -335,6 +336,7 @@ def time_calls(
     ``replays`` times, each timed with CUDA events; the per-call time is the
     median replay time divided by ``len(calls)``. Without it (dry runs) the
     calls run eagerly and wall time is taken, which only exercises the code.
+    ``scrub`` first clears L2 of lines left by earlier kernels (harness/l2scrub.py).
     """
     R = len(calls)
     if not use_graph:
@@ -355,7 +357,8 @@ def time_calls(
             R,
             "wall (dry)",
         )
-    _scrub_l2(device)  # lines an earlier kernel kept with evict_last would flatter these calls
+    if scrub:  # lines an earlier kernel kept with evict_last would flatter these calls
+        _scrub_l2(device)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
