@@ -39,20 +39,19 @@ NUM_STAGES = 3
 # Under the Triton interpreter a program costs the same whatever its size, so
 # the CPU runs use wider V tiles (the math per output column is unchanged).
 INTERPRET_BLOCK_V = 32
-# Cache hints and load order by layout and B * HV, from sweeps on an H100 and an
-# H200 (docs/performance.md). Small steps end sooner with streaming state stores
-# (.cs): without them a B = 1 step takes 1.13-1.26x as long on the H100. Large
-# steps are 1.3-2.2% faster there (2.5-3.6% on the H200) when the loaded lines
-# are kept in L2 (evict_last) until the tile is written back over them; in
-# layout kv that wants the activation loads issued before the state tile's.
-# In kv at B * HV = 512-2048 those two cost the H100 0.3-2.1%, so kv takes no
-# hint from 256 to 2048. The smallest vk steps gain up to 2.6% from the
-# activations-first order.
+# Cache hints and load order by layout and B * HV, from sweeps on an H100 with
+# L2 scrubbed before each timing (docs/performance.md). Small steps end sooner
+# with streaming state stores (.cs): without them a B = 1 step takes 1.13-1.26x
+# as long. Larger steps are faster when the loaded lines are kept in L2
+# (evict_last) until the tile is written back over them: 0.6-2% from
+# B * HV = 1024. Layout kv wants the activation loads issued before the state
+# tile's from 512 (3.2-3.8% there), vk only at the smallest steps (up to 2.6%).
+# Streaming stores and evict_last loads together lose both gains.
 # A programmatic dependent launch (``pdl``) stays off: behind a kernel that does
 # not signal its dependents, as in a model, it made small steps slower.
-STREAM_STORE_ROWS_HEADS = {"vk": 2048, "kv": 128}  # streaming stores up to here
-LARGE_ROWS_HEADS = 2048  # evict_last loads above here
-TINY_ROWS_HEADS = 64  # vk: activations first up to here
+STREAM_STORE_ROWS_HEADS = {"vk": 512, "kv": 128}  # streaming stores up to here
+LARGE_ROWS_HEADS = 512  # evict_last loads above here
+ACT_FIRST_ROWS_HEADS = {"vk": (0, 64), "kv": (256, None)}  # activations first in (lo, hi]
 _TUNING_KEYS = (
     "BV",
     "num_warps",
@@ -322,8 +321,11 @@ def default_tuning(
         BV = max(BV, INTERPRET_BLOCK_V)
     streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
     large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS
-    tiny = rows_heads is not None and rows_heads <= TINY_ROWS_HEADS
-    act_first = large if state_layout == "kv" else tiny
+    lo, hi = ACT_FIRST_ROWS_HEADS[state_layout]
+    if rows_heads is None:
+        act_first = hi is None
+    else:
+        act_first = rows_heads > lo and (hi is None or rows_heads <= hi)
     return {
         "BV": min(BV, triton.next_power_of_2(V)),
         "num_warps": num_warps,
