@@ -260,8 +260,18 @@ def evaluate_targets(row: dict) -> list[TargetResult]:
             ok = value > bound
         else:
             ok = value >= bound if higher else value <= bound
-        results.append(TargetResult(name, ok, f"{name}: {value:.3g} vs {bound:g}"))
+        results.append(TargetResult(name, ok, f"{name}: {_shown(value, bound)} vs {bound:g}"))
     return results
+
+
+def _shown(value: float, bound: float) -> str:
+    """``value`` in three significant digits, or more where three would print it
+    equal to ``bound`` (a speedup of 1.297 must not read "1.3 vs 1.3")."""
+    for digits in range(3, 8):
+        text = f"{value:.{digits}g}"
+        if value == bound or float(text) != bound:
+            return text
+    return repr(value)
 
 
 def evaluate_recurrent(row: dict) -> TargetResult | None:

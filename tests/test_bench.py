@@ -156,6 +156,15 @@ def test_targets_floor_vk_b64_and_speedup():
     assert all(_verdicts(_row(64, pct_floor=93.0, speedup=1.3, time_us=10.0)).values())
 
 
+def test_target_detail_never_prints_a_miss_equal_to_its_bound():
+    (miss,) = [t for t in evaluate_targets(_row(32, speedup=1.2974, time_us=50.0)) if not t.ok]
+    assert miss.detail == ">= 1.3x baseline (B <= 64): 1.297 vs 1.3"
+    (floor,) = evaluate_targets(_row(256, pct_floor=96.996, speedup=2.0, time_us=9.0))[:1]
+    assert floor.detail == "vk >= 97% of floor (B >= 256): 96.996 vs 97"
+    v = [t.detail for t in evaluate_targets(_row(64, pct_floor=93.0, speedup=1.3, time_us=9.0))]
+    assert "vk >= 93% of floor (B = 64): 93 vs 93" in v
+
+
 def test_targets_kv_floor_is_90_and_no_b64_floor():
     v = _verdicts(_row(512, layout="kv", pct_floor=89.9, speedup=1.5, time_us=100.0))
     assert v["kv >= 90% of floor (B >= 256)"] is False
