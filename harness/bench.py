@@ -1555,6 +1555,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> dict:
     from harness.registry import load_implementation
 
     device = torch.device(cfg.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # Triton launches on the current device
     specs = list(dict.fromkeys(["packed", "baseline", *cfg.impls]))
     impls = [load_implementation(s) for s in specs]  # a bad spec fails before any work
     out_dir.mkdir(parents=True, exist_ok=True)

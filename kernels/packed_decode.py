@@ -41,11 +41,12 @@ NUM_STAGES = 3
 INTERPRET_BLOCK_V = 32
 # Cache hints and load order by layout and B * HV, from sweeps on an H100 with
 # L2 scrubbed before each timing (docs/performance.md). Small steps end sooner
-# with streaming state stores (.cs): without them a B = 1 step takes 1.13-1.26x
-# as long. Larger steps are faster when the loaded lines are kept in L2
-# (evict_last) until the tile is written back over them: 0.6-2% from
-# B * HV = 1024. Layout kv wants the activation loads issued before the state
-# tile's from 512 (3.2-3.8% there), vk only at the smallest steps (up to 2.6%).
+# with streaming state stores (.cs): without them (and, in vk, without the
+# activations first) a B = 1 step takes 1.13-1.27x as long. Larger steps are
+# faster when the loaded lines are kept in L2 (evict_last) until the tile is
+# written back over them: 0.6-2% from B * HV = 1024. Layout kv wants the
+# activation loads issued before the state tile's from 512 (3.2-3.8% there),
+# vk only at the smallest steps (up to 2.6%).
 # Streaming stores and evict_last loads together lose both gains.
 # A programmatic dependent launch (``pdl``) stays off: behind a kernel that does
 # not signal its dependents, as in a model, it made small steps slower.
