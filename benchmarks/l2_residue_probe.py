@@ -11,7 +11,7 @@ this probe measures both on one case:
 * a *neighbour* kernel that relies on L2 (here: one that re-reads a buffer of
   0.6 x L2 in every call) may find less L2 to work with.
 
-Each row starts from a scrubbed L2 (see ``scrub``), runs one step over every
+Each row starts from a scrubbed L2 (``harness/l2scrub.py``), runs one step over every
 input set (or nothing), optionally scrubs again, then times the row's kernel.
 
 Usage (on a GPU): ``python benchmarks/l2_residue_probe.py [--shape 16/32 --layout kv --batch 32]``.
@@ -24,36 +24,13 @@ from functools import partial
 
 import torch
 import triton
-import triton.language as tl
 
 from harness import bench
+from harness.l2scrub import BLOCK, L2Scrubber, read
 from kernels.packed_decode import packed_decode
 
-BLOCK = 4096
 NEIGHBOUR_L2_FRACTION = 0.6
 NEIGHBOUR_CALLS = 10
-
-
-# Grid: (cdiv(N, BLOCK),), 4 warps. Program p loads buf[p * BLOCK:][:BLOCK]
-#   (tail masked) with the POLICY eviction priority and stores its sum to out[p].
-@triton.jit
-def _read_kernel(buf_ptr, out_ptr, N, BLOCK: tl.constexpr, POLICY: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    x = tl.load(buf_ptr + offs, mask=offs < N, other=0.0, eviction_policy=POLICY)
-    tl.store(out_ptr + tl.program_id(0), tl.sum(x, axis=0))
-
-
-def _read(buf: torch.Tensor, out: torch.Tensor, policy: str = "") -> None:
-    n = buf.numel()
-    _read_kernel[(triton.cdiv(n, BLOCK),)](buf, out, n, BLOCK=BLOCK, POLICY=policy, num_warps=4)
-
-
-def scrub(scratch: torch.Tensor, out: torch.Tensor) -> None:
-    """Displace every evict_last line: read 2 x L2 of scratch with evict_last (the
-    stale lines lose to these at equal priority), then again with evict_first."""
-    _read(scratch, out, "evict_last")
-    _read(scratch, out, "evict_first")
-    torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -70,9 +47,9 @@ def main() -> None:
     per_set = bench.set_footprint(args.batch, shape, act.itemsize, st.itemsize)
     sets = bench.auto_input_sets(per_set, l2)
     bufs = bench.build_case(shape, args.batch, args.layout, sets, act, st, device, seed=1)
-    scratch = torch.randn(2 * l2 // 4, device=device)
-    sink = torch.empty(triton.cdiv(scratch.numel(), BLOCK), device=device)
+    scrub = L2Scrubber(device, l2)
     neighbour_buf = torch.randn(int(NEIGHBOUR_L2_FRACTION * l2) // 4, device=device)
+    sink = torch.empty(triton.cdiv(neighbour_buf.numel(), BLOCK), device=device)
 
     kwargs = bufs.kwargs()
     steps = {
@@ -90,7 +67,7 @@ def main() -> None:
         t = bench.time_calls(calls, device, args.replays, use_graph=True, scrub=False)
         return t.median_us
 
-    neighbour = [lambda: _read(neighbour_buf, sink)] * NEIGHBOUR_CALLS
+    neighbour = [lambda: read(neighbour_buf, sink)] * NEIGHBOUR_CALLS
     step_calls = {
         name: [(lambda i=i, f=f: f(*bufs.args(i), **kwargs)) for i in range(sets)]
         for name, f in steps.items()
@@ -102,10 +79,10 @@ def main() -> None:
         for scrub_after in (False, True):
             rows = {"neighbour": neighbour, **{f"step {n}": c for n, c in step_calls.items()}}
             for what, calls in rows.items():
-                scrub(scratch, sink)
+                scrub()
                 run_once(before)
                 if scrub_after:
-                    scrub(scratch, sink)
+                    scrub()
                 label = f"after {before or 'nothing'}{' + scrub' if scrub_after else ''}"
                 print(f"{label:>28} {what:>18} {time(calls):9.2f}", flush=True)
 

@@ -33,6 +33,13 @@ def _read_kernel(buf_ptr, out_ptr, N, BLOCK: tl.constexpr, POLICY: tl.constexpr)
     tl.store(out_ptr + tl.program_id(0), tl.sum(x, axis=0))
 
 
+def read(buf: torch.Tensor, out: torch.Tensor, policy: str = "") -> None:
+    """Read all of ``buf`` once with eviction ``policy`` ("", "evict_last",
+    "evict_first"); ``out`` (cdiv(numel, BLOCK) floats) gets each block's sum."""
+    n = buf.numel()
+    _read_kernel[(triton.cdiv(n, BLOCK),)](buf, out, n, BLOCK=BLOCK, POLICY=policy, num_warps=4)
+
+
 class L2Scrubber:
     """Scratch memory for one device, and the two reads that scrub its L2."""
 
@@ -41,9 +48,7 @@ class L2Scrubber:
         self.sink = torch.empty(triton.cdiv(self.scratch.numel(), BLOCK), device=device)
 
     def __call__(self) -> None:
-        n = self.scratch.numel()
-        grid = (triton.cdiv(n, BLOCK),)
         for policy in ("evict_last", "evict_first"):
-            _read_kernel[grid](self.scratch, self.sink, n, BLOCK=BLOCK, POLICY=policy, num_warps=4)
+            read(self.scratch, self.sink, policy)
         if self.scratch.is_cuda:
             torch.cuda.synchronize(self.scratch.device)
