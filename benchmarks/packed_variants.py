@@ -28,9 +28,9 @@ import triton.language as tl
 from kernels import packed_decode
 from kernels.packed_decode import (
     _decode_tile,
+    _pdl_end,
+    _pdl_start,
     default_tuning,
-    gdc_launch_dependents,
-    gdc_wait,
     launch_options,
 )
 from kernels.validate import check_decode_args
@@ -98,10 +98,7 @@ def _persistent_kernel(
     PDL: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
 ):
-    if PDL:
-        gdc_wait()
-    if PDL == 2:
-        gdc_launch_dependents()
+    _pdl_start(PDL)
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
         _decode_tile(
             t,
@@ -131,8 +128,7 @@ def _persistent_kernel(
             LOAD_EVICT_LAST,
             STORE_STREAMING,
         )
-    if PDL == 1:
-        gdc_launch_dependents()
+    _pdl_end(PDL)
 
 
 @cache

@@ -118,12 +118,7 @@ def _packed_decode_kernel(
     STORE_STREAMING: tl.constexpr,
     PDL: tl.constexpr,
 ):
-    # Launched as a programmatic dependent launch, the program may start while the
-    # previous kernel in the stream still runs: wait until its writes are visible.
-    if PDL:
-        gdc_wait()
-    if PDL == 2:
-        gdc_launch_dependents()
+    _pdl_start(PDL)
     _decode_tile(
         tl.program_id(0),
         qkv_ptr,
@@ -152,6 +147,23 @@ def _packed_decode_kernel(
         LOAD_EVICT_LAST,
         STORE_STREAMING,
     )
+    _pdl_end(PDL)
+
+
+@triton.jit
+def _pdl_start(PDL: tl.constexpr):
+    """Launched as a programmatic dependent launch (PDL > 0), a program may start
+    while the previous kernel in the stream still runs: wait until its writes are
+    visible. PDL == 2 then lets the next kernel launch at once."""
+    if PDL:
+        gdc_wait()
+    if PDL == 2:
+        gdc_launch_dependents()
+
+
+@triton.jit
+def _pdl_end(PDL: tl.constexpr):
+    """PDL == 1: let the next kernel launch, once this program's stores are issued."""
     if PDL == 1:
         gdc_launch_dependents()
 
