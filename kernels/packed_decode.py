@@ -15,6 +15,8 @@ stores to ``out`` and to the state pool.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -52,7 +54,7 @@ INTERPRET_BLOCK_V = 32
 # not signal its dependents, as in a model, it made small steps slower.
 STREAM_STORE_ROWS_HEADS = {"vk": 512, "kv": 128}  # streaming stores up to here
 LARGE_ROWS_HEADS = 512  # evict_last loads above here
-ACT_FIRST_ROWS_HEADS = {"vk": (0, 64), "kv": (256, None)}  # activations first in (lo, hi]
+ACT_FIRST_ROWS_HEADS = {"vk": (0, 64), "kv": (256, math.inf)}  # activations first in (lo, hi]
 _TUNING_KEYS = (
     "BV",
     "num_warps",
@@ -328,24 +330,18 @@ def default_tuning(
     K: int, V: int, state_layout: str = "vk", rows_heads: int | None = None
 ) -> dict[str, int]:
     """Default launch parameters for this shape, layout and B * HV (see ``TILING``)."""
-    small = rows_heads is not None and rows_heads <= SMALL_ROWS_HEADS
-    BV, num_warps = (TILING_SMALL if small else TILING)[state_layout]
+    n = math.inf if rows_heads is None else rows_heads  # unknown: tuned as the largest
+    BV, num_warps = (TILING_SMALL if n <= SMALL_ROWS_HEADS else TILING)[state_layout]
     if interpreting():
         BV = max(BV, INTERPRET_BLOCK_V)
-    streaming = rows_heads is not None and rows_heads <= STREAM_STORE_ROWS_HEADS[state_layout]
-    large = rows_heads is None or rows_heads > LARGE_ROWS_HEADS
     lo, hi = ACT_FIRST_ROWS_HEADS[state_layout]
-    if rows_heads is None:
-        act_first = hi is None
-    else:
-        act_first = rows_heads > lo and (hi is None or rows_heads <= hi)
     return {
         "BV": min(BV, triton.next_power_of_2(V)),
         "num_warps": num_warps,
         "early_state": 1,
-        "act_first": int(act_first),
-        "load_evict_last": int(large),
-        "store_streaming": int(streaming),
+        "act_first": int(lo < n <= hi),
+        "load_evict_last": int(n > LARGE_ROWS_HEADS),
+        "store_streaming": int(n <= STREAM_STORE_ROWS_HEADS[state_layout]),
         "pdl": 0,
     }
 
