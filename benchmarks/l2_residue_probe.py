@@ -42,11 +42,9 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda")
     (shape,) = bench.parse_shapes(args.shape)
-    act, st = torch.bfloat16, torch.float32
     l2 = bench._l2_bytes(device)
-    per_set = bench.set_footprint(args.batch, shape, act.itemsize, st.itemsize)
-    sets = bench.auto_input_sets(per_set, l2)
-    bufs = bench.build_case(shape, args.batch, args.layout, sets, act, st, device, seed=1)
+    bufs = bench.probe_case(shape, args.batch, args.layout, device)
+    sets = len(bufs.sets)
     scrub = L2Scrubber(device, l2)
     neighbour_buf = torch.randn(int(NEIGHBOUR_L2_FRACTION * l2) // 4, device=device)
     sink = torch.empty(triton.cdiv(neighbour_buf.numel(), BLOCK), device=device)

@@ -85,10 +85,8 @@ def _tiles_kernel(
 
 def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[str, list]:
     """Each probe's calls at B = 1 for ``shape`` in ``layout``, one per input set."""
-    act, st = torch.bfloat16, torch.float32
-    per_set = bench.set_footprint(1, shape, act.itemsize, st.itemsize)
-    sets = bench.auto_input_sets(per_set, bench._l2_bytes(device))
-    bufs = bench.build_case(shape, 1, layout, sets, act, st, device, seed=1)
+    bufs = bench.probe_case(shape, 1, layout, device)
+    sets = len(bufs.sets)
     pool = bufs.pool
     tune = default_tuning(shape.K, shape.V, layout, shape.HV)
     rows_total = shape.HV * shape.V  # one slot's value rows (vk) or columns (kv)

@@ -52,10 +52,8 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda")
     (shape,) = bench.parse_shapes(args.shape)
-    act, st = torch.bfloat16, torch.float32
-    per_set = bench.set_footprint(args.batch, shape, act.itemsize, st.itemsize)
-    sets = bench.auto_input_sets(per_set, bench._l2_bytes(device))
-    bufs = bench.build_case(shape, args.batch, args.layout, sets, act, st, device, seed=1)
+    bufs = bench.probe_case(shape, args.batch, args.layout, device)
+    sets = len(bufs.sets)
     chk = None if args.no_check else bench.prepare_check(bufs, 16, "bf16", "fp32")
     impls = [load_implementation(s) for s in args.impls.split(",")]
     print(f"card: {torch.cuda.get_device_name(device)} | sets {sets} | {CLOCK_QUERY}")

@@ -65,10 +65,8 @@ def probe_row(
     shape: bench.Shape, B: int, layout: str, device: torch.device, replays: int
 ) -> dict[str, float]:
     """Microseconds per step for each (order, pdl) at one (shape, layout, B)."""
-    act, st = torch.bfloat16, torch.float32
-    per_set = bench.set_footprint(B, shape, act.itemsize, st.itemsize)
-    sets = bench.auto_input_sets(per_set, bench._l2_bytes(device))
-    bufs = bench.build_case(shape, B, layout, sets, act, st, device, seed=1)
+    bufs = bench.probe_case(shape, B, layout, device)
+    sets = len(bufs.sets)
     kwargs = bufs.kwargs()
     # The predecessor moves about as many bytes as the step's state.
     numel = max(1 << 16, B * shape.HV * shape.K * shape.V)

@@ -555,6 +555,17 @@ def build_case(
     return CaseBuffers(shape, B, layout, A_log, dt_bias, pool, sets, K**-0.5)
 
 
+def probe_case(
+    shape: Shape, B: int, layout: str, device: torch.device, seed: int = 1
+) -> CaseBuffers:
+    """One case's input sets, bf16 activations and fp32 state, as many as the bench
+    rotates: for the scripts under benchmarks/ that time pieces of a step its way."""
+    act, st = torch.bfloat16, torch.float32
+    per_set = set_footprint(B, shape, act.itemsize, st.itemsize)
+    sets = auto_input_sets(per_set, _l2_bytes(device))
+    return build_case(shape, B, layout, sets, act, st, device, seed=seed)
+
+
 # --- correctness check -------------------------------------------------------------
 
 

@@ -110,6 +110,16 @@ def test_auto_input_sets_exceed_l2_and_respect_limits():
     assert auto_input_sets(big, l2, mem_budget=big) == 1  # never more than fits
 
 
+def test_probe_case_rotates_as_the_bench_does():
+    shape = Shape(1, 2, 16, 16)
+    bufs = bench.probe_case(shape, 3, "kv", torch.device("cpu"))
+    per_set = set_footprint(3, shape, 2, 4)
+    assert len(bufs.sets) == auto_input_sets(per_set, bench._l2_bytes(torch.device("cpu")))
+    assert bufs.pool.dtype == torch.float32 and bufs.pool.shape[1:] == (2, 16, 16)
+    assert bufs.sets[0].mixed_qkv.dtype == torch.bfloat16
+    assert sorted(bufs.sets[1].state_indices.tolist()) == [3, 4, 5]
+
+
 def test_sample_rows_cover_first_and_last():
     assert sample_rows(3, 16).tolist() == [0, 1, 2]
     rows = sample_rows(1024, 16)
