@@ -25,8 +25,8 @@ from functools import partial
 import torch
 import triton
 
-from harness import bench
-from harness.l2scrub import BLOCK, L2Scrubber, read
+from harness.bench import command as bench
+from harness.bench.l2scrub import BLOCK, L2Scrubber, read
 from kernels.packed_decode import packed_decode
 
 NEIGHBOUR_L2_FRACTION = 0.6

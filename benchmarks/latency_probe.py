@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from harness import bench
+from harness.bench import command as bench
 from kernels.packed_decode import default_tuning, packed_decode
 
 TILE_SWEEP = ((1, 1), (2, 1), (8, 1), (8, 2), (16, 4), (32, 4), (64, 8))

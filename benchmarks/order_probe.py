@@ -20,8 +20,8 @@ import subprocess
 
 import torch
 
-from harness import bench
-from harness.registry import load_implementation
+from harness.bench import command as bench
+from harness.impls.registry import load_implementation
 
 CLOCK_QUERY = "clocks.sm,clocks.mem,temperature.gpu,power.draw"
 

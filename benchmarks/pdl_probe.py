@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents
 
-from harness import bench
+from harness.bench import command as bench
 from kernels.packed_decode import packed_decode
 
 PRED_BLOCK = 1024

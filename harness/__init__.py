@@ -1,5 +1,5 @@
 """gdn-harness: differential correctness harness for the GDN packed decode kernel."""
 
-from harness.registry import available_impls, resolve_impl
+from harness.impls.registry import available_impls, resolve_impl
 
 __all__ = ["available_impls", "resolve_impl"]

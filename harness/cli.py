@@ -12,30 +12,25 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from harness import cases as case_mod
-from harness.isolate import default_timeout
-from harness.registry import ImplError, available_impls, load_implementation
-from harness.report import (
+from harness.cases import load as case_mod
+from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from harness.core.spec import CaseSpec
+from harness.core.tiers import TIERS, runnable_tiers
+from harness.impls.registry import ImplError, available_impls, load_implementation
+from harness.report.results import (
     ResultLog,
     console_failure,
     console_line,
     default_run_name,
     write_summaries,
 )
-from harness.result import CaseResult
-from harness.runner import default_device, run_case
-from harness.spec import TIERS, CaseSpec
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from harness.run.isolate import default_timeout
+from harness.run.result import CaseResult
+from harness.run.runner import default_device, run_case
 
 
 class UsageError(Exception):
     """Bad command-line input that argparse cannot see (exit 2)."""
-
-
-def runnable_tiers(device: str) -> set[str]:
-    """The tiers this machine can run: all of them on CUDA, the cpu tier elsewhere."""
-    return set(TIERS) if device.startswith("cuda") else {"cpu"}
 
 
 def load_selected(paths: Sequence[str], tiers: set[str] | None, keyword: str | None):
@@ -71,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     baseline = None if args.baseline == "none" else load_implementation(args.baseline)
     report_dir = Path(args.report_dir) / (args.run_name or default_run_name())
     log = ResultLog(report_dir, fresh=True)
-    from harness.progress import Progress
+    from harness.report.progress import Progress
 
     progress = Progress(len(cases))
     failed = 0
@@ -105,13 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
     """Results: in-process, crash-isolated (one worker per GPU), or under memcheck."""
     if args.sanitize:
-        from harness.sanitize import run_sanitized
+        from harness.run.memcheck import run_sanitized
 
         return (run_sanitized(spec, impl.spec, args.timeout) for spec in cases)
     isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
     if not isolate:
         return (run_case(spec, impl, baseline, device, args.cuda_graph) for spec in cases)
-    from harness.isolate import run_isolated
+    from harness.run.isolate import run_isolated
 
     base = baseline and baseline.spec
     devices = _devices(device, args.jobs)
@@ -218,7 +213,7 @@ def _register_optional(sub) -> None:
     """Subcommands that live in their own modules (fuzz, bench)."""
     import importlib
 
-    for name in ("harness.fuzz", "harness.bench"):
+    for name in ("harness.fuzz.command", "harness.bench.command"):
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # a broken optional module must not take the CLI down

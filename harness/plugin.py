@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import ResultLog, default_run_name, write_summaries
-from harness.spec import TIERS, CaseSpec
+from harness.core.spec import CaseSpec
+from harness.core.tiers import TIERS
+from harness.report.results import ResultLog, default_run_name, write_summaries
+from harness.run.result import CaseFailed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,14 +82,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @cache
 def _implementation(spec: str):
-    from harness.registry import load_implementation
+    from harness.impls.registry import load_implementation
 
     return load_implementation(spec)
 
 
 class CaseFile(pytest.File):
     def collect(self):
-        from harness.cases import CaseFileError, load_file
+        from harness.cases.load import CaseFileError, load_file
 
         try:
             specs = load_file(self.path)
@@ -100,10 +102,6 @@ class CaseFile(pytest.File):
                 yield CaseItem.from_parent(self, name=spec.name, spec=spec)
 
 
-class CaseFailed(Exception):
-    """Raised by a case item whose run found violations."""
-
-
 class CaseItem(pytest.Item):
     def __init__(self, *, spec: CaseSpec, **kwargs):
         super().__init__(**kwargs)
@@ -111,8 +109,8 @@ class CaseItem(pytest.Item):
         self.add_marker(getattr(pytest.mark, f"tier_{spec.tier}"))
 
     def runtest(self) -> None:
-        from harness.report import console_failure
-        from harness.runner import run_case
+        from harness.report.results import console_failure
+        from harness.run.runner import run_case
 
         opt = self.config.getoption
         impl = _implementation(opt("--impl"))

@@ -1,5 +1,5 @@
 """Hypothesis runs the harness's own tests under the bounded, derandomized ``ci`` profile."""
 
-from harness.profiles import load_profile
+from harness.fuzz.profiles import load_profile
 
 load_profile("ci")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.oracle_impl import oracle_decode
+from harness.impls.oracle import oracle_decode
 
 
 def decode_via_oracle(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.inputs import ARG_NAMES
+from harness.inputs.build import ARG_NAMES
 
 GUARD = 16
 """Elements before and after the state pool and the output that no kernel may write."""

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import bench
-from harness.bench import (
+from harness.bench import command as bench
+from harness.bench.command import (
     Shape,
     auto_input_sets,
     evaluate_recurrent,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import inputs as inp_mod
-from harness.spec import CaseSpec
+from harness.core.spec import CaseSpec
+from harness.inputs import build as inp_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.planted` is imported from the repository root
@@ -146,7 +146,7 @@ def test_cpu_tier_is_small_enough():
 # --- error cases: every reachable validation message ---------------------------------------
 
 # Every message of kernels/validate.py, in source order: a regex over
-# "argument: message", and whether an override (harness.inputs.OVERRIDE_KEYS)
+# "argument: message", and whether an override (harness.inputs.build.OVERRIDE_KEYS)
 # can produce it. A new message there must be added here (the count is checked).
 VALIDATION_MESSAGES = [
     (r"^\w+: expected a torch\.Tensor", False),  # inputs are always tensors
@@ -267,7 +267,7 @@ def test_nightly_has_the_largest_model_shape():
 def test_the_nightly_graph_step_selects_every_gpu_case_below_b1024():
     """.ci/nightly-gpu leaves B = 1024 out of CUDA-graph mode with `-k "not 1024"`:
     that holds only while exactly the B = 1024 gpu cases have 1024 in their ids."""
-    from harness.cases import load_paths, select
+    from harness.cases.load import load_paths, select
 
     script = (ROOT / ".ci" / "nightly-gpu").read_text()
     assert 'graph_k="not 1024"' in script and '--cuda-graph -k "$graph_k"' in script

@@ -1,4 +1,4 @@
-"""Tests of harness.cases: YAML case files to CaseSpecs, errors, selection, writing."""
+"""Tests of harness.cases.load: YAML case files to CaseSpecs, errors, selection, writing."""
 
 from __future__ import annotations
 
@@ -13,17 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import cases as cm
-from harness.cases import CaseFileError, case_to_yaml, load_file, load_paths, select
-from harness.spec import (
-    ACT_DTYPES,
-    INDEX_DTYPES,
-    LAYOUTS,
+from harness.cases import load as cm
+from harness.cases.load import CaseFileError, case_to_yaml, load_file, load_paths, select
+from harness.core.dtypes import ACT_DTYPES, INDEX_DTYPES, PARAM_DTYPES, STATE_DTYPES
+from harness.core.layouts import LAYOUTS
+from harness.core.spec import (
     PADDINGS,
-    PARAM_DTYPES,
     SLOT_ORDERS,
-    STATE_DTYPES,
-    TIERS,
     CaseSpec,
     ExpectError,
     LayoutSpec,
@@ -31,6 +27,7 @@ from harness.spec import (
     Tolerance,
     ValueSpec,
 )
+from harness.core.tiers import TIERS
 
 DATA = Path(__file__).parent / "data" / "case_files"  # not "cases": the plugin would run them
 ALL = DATA / "all_features.yaml"
@@ -574,7 +571,7 @@ def test_error_bad_expect(tmp_path):
 
 
 def test_override_keys_match_the_input_builder():
-    inputs = pytest.importorskip("harness.inputs")
+    inputs = pytest.importorskip("harness.inputs.build")
     keys = cm.load_schema()["$defs"]["caseFields"]["properties"]["overrides"]["propertyNames"]
     assert set(keys["enum"]) == set(inputs.OVERRIDE_KEYS)
 

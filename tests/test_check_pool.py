@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_step_check import _block, _plant, _same
 
-from harness import check_pool as cp
-from harness import step_check as sc
-from harness.isolate import IsolatedRunner
-from harness.spec import CaseSpec
+from harness.check import pool as cp
+from harness.check import step as sc
+from harness.core.spec import CaseSpec
+from harness.run.isolate import IsolatedRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 R, HV, K, V = 6, 4, 64, 48
@@ -207,7 +207,7 @@ sys.path.insert(0, {tests!r})
 
 
 def use_the_pool_then_fail():
-    from harness import check_pool as cp
+    from harness.check import pool as cp
     from test_step_check import _block
 
     cp.POOL_MIN_ELEMS = 0

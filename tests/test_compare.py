@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.compare import DriftStats, ErrorStats, Location, rel_rms, saturate_overflow
-from harness.tolerance import overflow_threshold
+from harness.check.compare import DriftStats, ErrorStats, Location, rel_rms, saturate_overflow
+from harness.check.tolerance import overflow_threshold
 
 
 def new_stats(**kw) -> ErrorStats:

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import registry
-from harness.registry import ImplError, available_impls, load_implementation
+from harness.impls import registry
+from harness.impls.registry import ImplError, available_impls, load_implementation
 
 REPO = Path(__file__).resolve().parent.parent
 
 DEMO_MODULE = """
 import os
 
-from harness.oracle_impl import oracle_decode
+from harness.impls.oracle import oracle_decode
 
 
 def decode(*args, **kwargs):

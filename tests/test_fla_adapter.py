@@ -13,10 +13,10 @@ import sys
 import pytest
 import torch
 
-from harness.registry import ImplError, available_impls, load_implementation
-from harness.result import PASSED, SKIPPED
-from harness.runner import run_case
-from harness.spec import CaseSpec, ExpectError, LayoutSpec, SlotSpec
+from harness.core.spec import CaseSpec, ExpectError, LayoutSpec, SlotSpec
+from harness.impls.registry import ImplError, available_impls, load_implementation
+from harness.run.result import PASSED, SKIPPED
+from harness.run.runner import run_case
 
 MISSING = "fla-core is not installed (pip install gdn-harness[fla])"
 
@@ -45,7 +45,7 @@ def test_fla_is_listed_and_not_builtin(fla):
 def test_missing_fla_core_names_the_extra(monkeypatch):
     # Runs with or without fla-core: hide it, and the adapter module with it.
     monkeypatch.setitem(sys.modules, "fla", None)
-    monkeypatch.delitem(sys.modules, "harness.adapters.fla", raising=False)
+    monkeypatch.delitem(sys.modules, "harness.impls.adapters.fla", raising=False)
     with pytest.raises(ImplError) as exc:
         load_implementation("fla")
     assert MISSING in str(exc.value) and "'fla'" in str(exc.value)
@@ -96,7 +96,7 @@ def test_fla_against_baseline(fla):
 
 def test_fallback_path_for_older_fla(fla, monkeypatch):
     """Gates and beta in fp32 torch, vk states transposed: what older FLA releases get."""
-    from harness.adapters import fla as adapter
+    from harness.impls.adapters import fla as adapter
 
     monkeypatch.setattr(
         adapter,

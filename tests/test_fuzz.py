@@ -23,13 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from harness import cli, profiles
-from harness import fuzz as fuzz_mod
-from harness.cases import case_to_yaml as to_yaml
-from harness.cases import estimate_case_bytes, load_file, max_live_rows, same_case
-from harness.report import read_results
-from harness.spec import CaseSpec
-from harness.strategies import TIER_LIMITS, case_specs, describe, programs
+from harness import cli
+from harness.cases.load import case_to_yaml as to_yaml
+from harness.cases.load import estimate_case_bytes, load_file, max_live_rows, same_case
+from harness.core.spec import CaseSpec
+from harness.fuzz import command as fuzz_mod
+from harness.fuzz import profiles
+from harness.fuzz.strategies import TIER_LIMITS, case_specs, describe, programs
+from harness.report.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"

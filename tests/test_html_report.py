@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import html_report
-from harness.html_report import write_html
+from harness.report import html as html_report
+from harness.report.html import write_html
 
 VOID = {"meta", "br", "hr", "img", "input", "link"}
 
@@ -377,10 +377,10 @@ def decode_zero_out(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, 
 
 
 def test_real_broken_case(tmp_path):
-    from harness.registry import Implementation, load_implementation
-    from harness.report import ResultLog
-    from harness.runner import run_case
-    from harness.spec import CaseSpec
+    from harness.core.spec import CaseSpec
+    from harness.impls.registry import Implementation, load_implementation
+    from harness.report.results import ResultLog
+    from harness.run.runner import run_case
 
     spec = CaseSpec(
         file="t.yaml", name="zeros<1>", line=3, B=3, H=1, HV=2, K=4, V=4, pool=5,

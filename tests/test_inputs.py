@@ -1,4 +1,4 @@
-"""Tests of harness.inputs: layout, determinism, slots, guards, steps, overrides."""
+"""Tests of harness.inputs.build: layout, determinism, slots, guards, steps, overrides."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import inputs as inp
-from harness.spec import CaseSpec, LayoutSpec, SlotSpec, ValueSpec
+from harness.core.dtypes import torch_dtype
+from harness.core.spec import CaseSpec, LayoutSpec, SlotSpec, ValueSpec
+from harness.inputs import build as inp
 
 
 def make_spec(**kw) -> CaseSpec:
@@ -455,7 +456,7 @@ def test_override_out_alias_bad(built):
 @pytest.mark.parametrize("name", ["int16", "fp32", "int64"])
 def test_override_index_dtype(built, name):
     got = inp.apply_overrides(built, {"index_dtype": name})
-    assert got.state_indices.dtype == inp.ALL_DTYPES[name]
+    assert got.state_indices.dtype == torch_dtype(name)
     assert got.state_indices.tolist() == built.state_indices.tolist()
     assert got.guard_violations() == []
 

@@ -69,8 +69,8 @@ def test_isolated_run_of_a_correct_impl_passes(tmp_path):
 def test_a_runner_never_closed_does_not_hold_up_the_exit():
     """An isolated worker waits for its next case; at exit it is killed, not joined."""
     script = """
-from harness.isolate import IsolatedRunner
-from harness.spec import CaseSpec
+from harness.run.isolate import IsolatedRunner
+from harness.core.spec import CaseSpec
 
 spec = CaseSpec(file="<t>", name="c", line=1, B=2, H=1, HV=2, K=16, V=16, pool=2)
 runner = IsolatedRunner("oracle", None, "cpu", 120.0)
@@ -87,8 +87,8 @@ keep = runner  # never closed
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_case_workers_start_with_one_blas_thread(monkeypatch):
     """Small steps are checked in the case worker, where BLAS threads only cost."""
-    from harness.isolate import IsolatedRunner
-    from harness.spec import CaseSpec
+    from harness.core.spec import CaseSpec
+    from harness.run.isolate import IsolatedRunner
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     spec = CaseSpec(file="<t>", name="c", line=1, B=2, H=1, HV=2, K=16, V=16, pool=2)
@@ -103,7 +103,7 @@ def test_case_workers_start_with_one_blas_thread(monkeypatch):
 
 
 def test_a_blas_setting_of_the_user_is_kept(monkeypatch):
-    from harness.check_pool import spawn_env
+    from harness.check.pool import spawn_env
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)

@@ -8,7 +8,7 @@ import kernels  # noqa: F401  (sets TRITON_INTERPRET before Triton loads)
 
 
 def test_scrub_reads_every_scratch_element():
-    from harness.l2scrub import BLOCK, L2Scrubber  # imports Triton: after `kernels`
+    from harness.bench.l2scrub import BLOCK, L2Scrubber  # imports Triton: after `kernels`
 
     scrub = L2Scrubber(torch.device("cpu"), l2_bytes=4 * (BLOCK + 100))
     n = scrub.scratch.numel()

@@ -1,10 +1,10 @@
 """The loader answers every broken case file with a precise CaseFileError.
 
-Hypothesis draws broken files (``harness.strategies.malformed_case_files``):
+Hypothesis draws broken files (``harness.fuzz.strategies.malformed_case_files``):
 wrong types, missing and unknown fields, impossible sizes, HV not a multiple
 of H, overlapping or out-of-pool strides and slots, YAML syntax errors,
 duplicates, broken document structure and sizes no machine can hold. For
-each, ``harness.cases.load_file`` must raise ``CaseFileError`` (never
+each, ``harness.cases.load.load_file`` must raise ``CaseFileError`` (never
 anything else, never accept the file) naming the file, the case, the field
 and the line, and must refuse huge cases from an estimate, without
 allocating anything.
@@ -25,9 +25,10 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 
-from harness import cli, profiles
-from harness.cases import CaseFileError, display_path, load_file
-from harness.strategies import (
+from harness import cli
+from harness.cases.load import CaseFileError, display_path, load_file
+from harness.fuzz import profiles
+from harness.fuzz.strategies import (
     ANY,
     HUGE_CHANGES,
     MalformedFile,
@@ -48,7 +49,7 @@ def _load_error(mf: MalformedFile, directory: str) -> tuple[Path, CaseFileError]
         specs = load_file(path)
     except CaseFileError as err:
         return path, err
-    except Exception as exc:  # a traceback for the user: a bug in harness.cases
+    except Exception as exc:  # a traceback for the user: a bug in harness.cases.load
         raise AssertionError(
             f"{mf.kind} ({mf.description}): raised {type(exc).__name__}: {exc}\n{mf.text}"
         ) from exc
@@ -88,7 +89,9 @@ def test_loader_names_file_case_field_and_line(mf: MalformedFile) -> None:
 
 def _load_huge(mf: MalformedFile, directory: str) -> tuple[Path, CaseFileError, float, int]:
     """Load under tracemalloc with input building forbidden: time and peak bytes."""
-    forbid = mock.patch("harness.inputs.build_inputs", side_effect=AssertionError("allocated"))
+    forbid = mock.patch(
+        "harness.inputs.build.build_inputs", side_effect=AssertionError("allocated")
+    )
     tracemalloc.start()
     try:
         with forbid:

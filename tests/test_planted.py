@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import Implementation
-from harness.runner import run_case
-from harness.spec import CaseSpec
+from harness.core.spec import CaseSpec
+from harness.impls.registry import Implementation
+from harness.run.runner import run_case
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.planted` is imported from the repository root

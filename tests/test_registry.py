@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import registry
-from harness.registry import (
+from harness.core.spec import CaseSpec, LayoutSpec
+from harness.impls import registry
+from harness.impls.registry import (
     BUILTINS,
     Implementation,
     ImplError,
@@ -25,7 +26,6 @@ from harness.registry import (
     load_implementation,
     resolve_impl,
 )
-from harness.spec import CaseSpec, LayoutSpec
 from reference.oracle import decode_step
 
 TESTS = Path(__file__).resolve().parent
@@ -211,7 +211,9 @@ def test_user_triton_module_runs_under_the_interpreter(tmp_path):
     (tmp_path / "gdn_user_triton_mod.py").write_text(USER_TRITON_MODULE)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(TESTS.parent)])
-    code = "from harness.registry import resolve_impl; resolve_impl('gdn_user_triton_mod:run')()"
+    code = (
+        "from harness.impls.registry import resolve_impl; resolve_impl('gdn_user_triton_mod:run')()"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.compare import ErrorStats
-from harness.registry import load_implementation
-from harness.result import CaseResult
-from harness.runner import GRAPH_PATTERNS, _CaseRun
-from harness.sanitize import run_sanitized
-from harness.spec import CaseSpec, SlotSpec
+from harness.check.compare import ErrorStats
+from harness.core.spec import CaseSpec, SlotSpec
+from harness.impls.registry import load_implementation
+from harness.run.memcheck import run_sanitized
+from harness.run.result import CaseResult
+from harness.run.runner import GRAPH_PATTERNS, _CaseRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_matching_non_finite_values_are_not_over():
 
 
 def test_sanitize_without_the_tool_is_a_crash_not_a_pass(monkeypatch):
-    monkeypatch.setattr("harness.sanitize.sanitizer_path", lambda: None)
+    monkeypatch.setattr("harness.run.memcheck.sanitizer_path", lambda: None)
     result = run_sanitized(small_pool_case(), "packed", timeout_s=10)
     assert result.status == "crashed" and result.failed
 
@@ -118,8 +118,9 @@ def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     """A failing two-step case gives the same stats, violations and locations
     whether its steps are checked here or by the check workers, in pieces of
     one head or of whole rows."""
-    from harness import check_pool, step_check
-    from harness.runner import run_case
+    from harness.check import pool as check_pool
+    from harness.check import step as step_check
+    from harness.run.runner import run_case
 
     if str(ROOT) not in sys.path:
         monkeypatch.syspath_prepend(str(ROOT))
@@ -161,7 +162,7 @@ def test_worker_processes_check_a_case_as_this_process_does(monkeypatch):
     "impl, shared", [("oracle", True), ("tests.planted.bugs:beta_bf16", False)]
 )
 def test_later_steps_share_one_oracle_run_only_from_identical_states(monkeypatch, impl, shared):
-    from harness.runner import run_case
+    from harness.run.runner import run_case
 
     if str(ROOT) not in sys.path:
         monkeypatch.syspath_prepend(str(ROOT))
@@ -173,8 +174,8 @@ def test_later_steps_share_one_oracle_run_only_from_identical_states(monkeypatch
 
 
 def test_fp16_outputs_that_overflow_like_the_exact_value_pass():
-    from harness.cases import load_file
-    from harness.runner import run_case
+    from harness.cases.load import load_file
+    from harness.run.runner import run_case
 
     (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")
     result = run_case(spec, load_implementation("packed"), load_implementation("baseline"), "cpu")
@@ -187,8 +188,8 @@ def test_fp16_outputs_that_overflow_like_the_exact_value_pass():
 
 def test_an_inf_where_the_exact_value_is_in_range_is_a_violation():
     """The same case with the kernel's outputs pushed to Inf one step early."""
-    from harness.cases import load_file
-    from harness.runner import run_case
+    from harness.cases.load import load_file
+    from harness.run.runner import run_case
 
     (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")
     packed = load_implementation("packed")
@@ -209,9 +210,9 @@ def test_an_inf_where_the_exact_value_is_in_range_is_a_violation():
 def test_drift_measures_an_overflowed_output_as_a_distance():
     """An Inf the step check accepted (the kernel's own trajectory crossed 65520
     while the exact one stayed just below) is a finite drift for the budget to judge."""
-    from harness.runner import _saturated
-    from harness.spec import Tolerance
-    from harness.tolerance import resolve
+    from harness.check.tolerance import resolve
+    from harness.core.spec import Tolerance
+    from harness.run.runner import _saturated
 
     tol = resolve(Tolerance(), "fp16", 27)
     ref = np.array([65480.0, 3.0, -70000.0])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import step_check as sc
-from harness.compare import ErrorStats
-from harness.spec import Tolerance
-from harness.tolerance import resolve
+from harness.check import step as sc
+from harness.check.compare import ErrorStats
+from harness.check.tolerance import resolve
+from harness.core.spec import Tolerance
 from reference.oracle import decode_rows
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import tolerance
-from harness.spec import Tolerance
-from harness.tolerance import EPS32, FP32_TINY, ElementTol, resolve, ulp
+from harness.check import tolerance
+from harness.check.tolerance import EPS32, FP32_TINY, ElementTol, resolve, ulp
+from harness.core.spec import Tolerance
 from reference.oracle import decode_rows
 
 F64 = np.float64

@@ -5,10 +5,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from harness.compare import DriftStats, ErrorStats
-from harness.spec import CaseSpec
+from harness.check.compare import DriftStats, ErrorStats
+from harness.core.spec import CaseSpec
 
 PASSED, FAILED, SKIPPED, CRASHED = "passed", "failed", "skipped", "crashed"
+
+
+class CaseFailed(AssertionError):
+    """A case's run found violations: a pytest item fails with it, and the
+    fuzzer shrinks on it. The message is the case's console report."""
 
 
 @dataclass

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.spec import Tolerance
+from harness.core.dtypes import DTYPES
+from harness.core.spec import Tolerance
 
-EPS = {"fp32": 2.0**-23, "bf16": 2.0**-7, "fp16": 2.0**-10}
-MIN_EXP = {"fp32": -126, "bf16": -126, "fp16": -14}  # exponent of the smallest normal
-EPS32 = EPS["fp32"]
+EPS32 = DTYPES["fp32"].eps
 FP32_TINY = 2.0**-126
 
 DEFAULT_ULPS = 1.0
@@ -79,14 +78,11 @@ def resolve(override: Tolerance, dtype: str, K: int) -> ElementTol:
     )
 
 
-MANT_BITS = {"fp32": 23, "bf16": 7, "fp16": 10}
-MAX_EXP = {"fp32": 127, "bf16": 127, "fp16": 15}
-
-
 def overflow_threshold(dtype: str) -> float:
     """The smallest magnitude that rounds to Inf in ``dtype`` (round to nearest):
     the largest finite value plus half its spacing, 65520 for fp16."""
-    return 2.0 ** MAX_EXP[dtype] * (2.0 - 2.0 ** -(MANT_BITS[dtype] + 1))
+    d = DTYPES[dtype]
+    return 2.0**d.max_exp * (2.0 - 2.0 ** -(d.mant_bits + 1))
 
 
 def ulp(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -95,7 +91,8 @@ def ulp(x: np.ndarray, dtype: str) -> np.ndarray:
     Read off the float64 exponent bits: ``2 ** (max(E, min_exp) - mantissa_bits)``.
     """
     e = (np.asarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF
-    np.maximum(e, MIN_EXP[dtype] + 1023, out=e)
-    e -= MANT_BITS[dtype]
+    d = DTYPES[dtype]
+    np.maximum(e, d.min_exp + 1023, out=e)
+    e -= d.mant_bits
     e <<= 52
     return e.view(np.float64)

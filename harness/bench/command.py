@@ -319,7 +319,7 @@ def _sync(device: torch.device) -> None:
 
 @functools.cache
 def _l2_scrubber(device: torch.device) -> Callable[[], None]:
-    from harness.l2scrub import L2Scrubber  # compiles a Triton kernel: CUDA only
+    from harness.bench.l2scrub import L2Scrubber  # compiles a Triton kernel: CUDA only
 
     return L2Scrubber(device, _l2_bytes(device))
 
@@ -595,9 +595,9 @@ class CaseCheck:
 
 
 def prepare_check(bufs: CaseBuffers, n_rows: int, act_name: str, state_name: str) -> CaseCheck:
-    """Run the float64 oracle once on the sampled rows of set 0 (bounds from harness.tolerance)."""
-    from harness.spec import Tolerance
-    from harness.tolerance import resolve
+    """Run the float64 oracle once on the sampled rows of set 0 (the harness's bounds)."""
+    from harness.check.tolerance import resolve
+    from harness.core.spec import Tolerance
     from reference.oracle import decode_rows
 
     s, dev = bufs.sets[0], bufs.pool.device
@@ -682,7 +682,7 @@ def run_check(fn: Callable[..., None], bufs: CaseBuffers, chk: CaseCheck) -> tup
 
 def _bench_spec(shape: Shape, B: int, layout: str, act: str, state: str, tier: str):
     """A CaseSpec describing a bench case, for implementations' ``unsupported`` hooks."""
-    from harness.spec import CaseSpec, LayoutSpec, SlotSpec
+    from harness.core.spec import CaseSpec, LayoutSpec, SlotSpec
 
     return CaseSpec(
         file="bench",
@@ -1034,9 +1034,10 @@ def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
     rows' worth (values do not change the cost), and the implementations'
     results are the oracle's own, so the passing path is the one timed.
     """
-    from harness import check_pool, step_check
-    from harness.spec import Tolerance
-    from harness.tolerance import resolve
+    from harness.check import pool as check_pool
+    from harness.check import step as step_check
+    from harness.check.tolerance import resolve
+    from harness.core.spec import Tolerance
     from reference.oracle import decode_rows
 
     B, H, HV, K, V = (shape[k] for k in ("B", "H", "HV", "K", "V"))
@@ -1079,7 +1080,7 @@ def oracle_cost(shape: dict, rows: int | None, seed: int = 0) -> dict:
         "seconds_full_batch": seconds * B / rows,
         "ns_per_state_element": seconds / elems * 1e9,
         "extrapolated": rows < B,
-        "what": "one step's per-element check (harness.step_check): oracle with magnitudes, "
+        "what": "one step's per-element check (harness.check.step): oracle with magnitudes, "
         "bounds, two implementations and their pair compared, host copies included",
     }
 
@@ -1091,10 +1092,10 @@ def runner_overhead(device: torch.device, dry: bool, reps: int = 5) -> dict:
     determinism twin); the kernel time is those four calls' graph-replayed
     (or, dry, wall) time, so the rest is the harness's own cost per case.
     """
-    from harness import inputs as inp_mod
-    from harness.registry import load_implementation
-    from harness.runner import run_case
-    from harness.spec import CaseSpec, SlotSpec
+    from harness.core.spec import CaseSpec, SlotSpec
+    from harness.impls.registry import load_implementation
+    from harness.inputs import build as inp_mod
+    from harness.run.runner import run_case
 
     dims = DRY_RUNNER_CASE if dry else RUNNER_CASE
     spec = CaseSpec(
@@ -1563,7 +1564,7 @@ def _device_info(device: torch.device) -> dict:
 def run_bench(cfg: BenchConfig, out_dir: Path) -> dict:
     """Run every section the config asks for; write bench.json/md/svg; return the report."""
     import kernels  # noqa: F401  (sets TRITON_INTERPRET on CPU before any kernel loads)
-    from harness.registry import load_implementation
+    from harness.impls.registry import load_implementation
 
     device = torch.device(cfg.device)
     if device.type == "cuda" and device.index is not None:
@@ -1587,7 +1588,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> dict:
             "floor": "state read + written once, q/k/v/a/b/A_log/dt_bias/indices read, out "
             "written; divided by the copy bandwidth of this card in this run",
             "check": f"before timing: set 0, {cfg.check_rows} sampled rows vs the float64 oracle "
-            "under harness.tolerance; every output row must be written",
+            "under harness.check.tolerance; every output row must be written",
         },
         "failed_checks": 0,
         "partial": True,
@@ -1812,14 +1813,14 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness.bench [options]``: the same command without harness.cli.
+    """``python -m harness.bench.command [options]``: the same command without harness.cli.
 
     Useful on a GPU box that has torch, triton and numpy but not the CLI's other
     dependencies (pyyaml, jsonschema, hypothesis), which the bench does not need.
     """
-    from harness.registry import ImplError
+    from harness.impls.registry import ImplError
 
-    parser = argparse.ArgumentParser(prog="python -m harness.bench")
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.command")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -26,22 +26,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.spec import (
-    TIERS,
-    CaseSpec,
-    ExpectError,
-    LayoutSpec,
-    SlotSpec,
-    Tolerance,
-    ValueSpec,
-)
+from harness.core.dtypes import nbytes
+from harness.core.spec import CaseSpec, ExpectError, LayoutSpec, SlotSpec, Tolerance, ValueSpec
+from harness.core.tiers import TIERS
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")  # cases/schema.json links here
 GIB = 1 << 30
 # Estimated input bytes (mixed_qkv + a/b + state pool + out) above which a
 # case is refused at load time, per tier. Override with ``memory_limits=``.
 DEFAULT_MEMORY_LIMITS: dict[str, int] = {"cpu": 2 * GIB, "gpu": 64 * GIB, "nightly": 64 * GIB}
-DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 INDEX_RANGE = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 SIZE_FIELDS = ("B", "H", "HV", "K", "V")
 SCALAR_FIELDS = ("act_dtype", "state_dtype", "param_dtype", "index_dtype", "use_qk_l2norm")
@@ -624,13 +617,13 @@ def max_live_rows(B: int, slots: SlotSpec) -> int:
 
 def estimate_case_bytes(spec: CaseSpec) -> int:
     """Bytes of the input buffers one case allocates (mixed_qkv, a/b, state pool, out)."""
-    act = DTYPE_BYTES[spec.act_dtype]
+    act = nbytes(spec.act_dtype)
     lay = spec.layout
     qkv = spec.B * (lay.qkv_col_offset + spec.qkv_width + lay.qkv_row_pad) * act
     ab_buffers = 1 if lay.ab_packed else 2
     ab = ab_buffers * spec.B * (2 * spec.HV // ab_buffers + lay.ab_row_pad) * act
     slot = spec.HV * spec.K * spec.V + lay.state_slot_pad
-    state = spec.pool * slot * DTYPE_BYTES[spec.state_dtype]
+    state = spec.pool * slot * nbytes(spec.state_dtype)
     out = spec.B * spec.HV * spec.V * act
     return qkv + ab + state + out
 

@@ -38,7 +38,7 @@ BUILTINS = ("packed", "baseline", "oracle")
 # Adapters for outside kernels that ship with the harness (harness/adapters/).
 # They are found like entry points and loaded lazily; when their package is
 # missing, the adapter's module raises an ImportError that says how to get it.
-ADAPTERS: dict[str, str] = {"fla": "harness.adapters.fla:fla_decode"}
+ADAPTERS: dict[str, str] = {"fla": "harness.impls.adapters.fla:fla_decode"}
 
 DecodeFn = Callable[..., None]
 
@@ -61,7 +61,7 @@ class Implementation:
 
 
 def _oracle() -> DecodeFn:
-    from harness.oracle_impl import oracle_decode
+    from harness.impls.oracle import oracle_decode
 
     return oracle_decode
 

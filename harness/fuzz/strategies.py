@@ -1,7 +1,7 @@
 """Hypothesis strategies over the whole case space, and over broken case files.
 
 Hand-written cases only find the bugs someone thought of. These strategies
-draw valid :class:`~harness.spec.CaseSpec` objects across every dimension the
+draw valid :class:`~harness.core.spec.CaseSpec` objects across every dimension the
 kernels must handle (sizes that are not powers of two, head ratios 1 to 8,
 batches that are multiples of nothing, every dtype, strided and packed
 layouts, both state layouts, padding and slot patterns, value distributions
@@ -35,20 +35,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.cases import max_live_rows
-from harness.spec import (
-    ACT_DTYPES,
-    INDEX_DTYPES,
-    LAYOUTS,
-    PADDINGS,
-    PARAM_DTYPES,
-    SLOT_ORDERS,
-    STATE_DTYPES,
-    CaseSpec,
-    LayoutSpec,
-    SlotSpec,
-    ValueSpec,
-)
+from harness.cases.load import max_live_rows
+from harness.core.dtypes import ACT_DTYPES, INDEX_DTYPES, PARAM_DTYPES, STATE_DTYPES
+from harness.core.layouts import LAYOUTS
+from harness.core.spec import PADDINGS, SLOT_ORDERS, CaseSpec, LayoutSpec, SlotSpec, ValueSpec
 
 FUZZ_FILE = "<fuzz>"  # CaseSpec.file of drawn cases (the saver gives them a real file)
 PAD_SLOT_ID = -1
@@ -826,7 +816,7 @@ def malformed_case_files() -> st.SearchStrategy[MalformedFile]:
     run past the pool or name a slot twice, non-finite numbers, YAML syntax
     errors, duplicate keys and case names, broken document structure, and
     sizes too large for any machine (``huge``). Use ``MalformedFile.write``
-    to put one in a directory, then ``harness.cases.load_file``.
+    to put one in a directory, then ``harness.cases.load.load_file``.
     """
     return _weighted_malformed()
 

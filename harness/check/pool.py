@@ -36,8 +36,8 @@ try:
 except ImportError:  # not POSIX: scratch folders of killed owners are not swept
     fcntl = None
 
-from harness.compare import ErrorStats
-from harness.step_check import (
+from harness.check.compare import ErrorStats
+from harness.check.step import (
     Block,
     Piece,
     StepContext,
@@ -47,6 +47,7 @@ from harness.step_check import (
     new_stats,
     pieces,
 )
+from harness.core.host import cpu_count
 
 JOB_PIECES = 16  # pieces per job sent to a worker
 POOL_MIN_ELEMS = 2**23  # state elements a step must have to go to the workers
@@ -89,11 +90,6 @@ def default_workers() -> int:
         return max(1, int(os.environ["GDN_CHECK_WORKERS"]))
     siblings = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     return max(1, cpu_count() // max(1, siblings))
-
-
-def cpu_count() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cpus or 1
 
 
 # --- in the workers --------------------------------------------------------------

@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 
 REPORT_HTML = "report.html"
-STATUSES = ("failed", "crashed", "passed", "skipped")  # table order, as in harness.report
+STATUSES = ("failed", "crashed", "passed", "skipped")  # table order, as in harness.report.results
 FAILING = ("failed", "crashed")
 MAX_ROWS = 128  # heatmap rows (slots) before slots are binned
 MAX_COLS = 64  # heatmap columns (heads) before heads are binned
@@ -667,7 +667,9 @@ def write_html(
     """Write ``report_dir/report.html`` from ``rows`` (default: its results.jsonl)."""
     report_dir = Path(report_dir)
     if rows is None:
-        from harness.report import read_results  # here: harness.report imports this module
+        from harness.report.results import (
+            read_results,  # here: harness.report.results imports this module
+        )
 
         rows = read_results(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness import inputs as inp_mod
-from harness.check_pool import check_blocks, host_array
-from harness.compare import DriftStats, ErrorStats, rel_rms, saturate_overflow
-from harness.registry import Implementation
-from harness.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
-from harness.spec import CaseSpec
-from harness.step_check import Block, StepContext, merge_into
-from harness.tolerance import EPS, ElementTol, resolve
+from harness.check.compare import DriftStats, ErrorStats, rel_rms, saturate_overflow
+from harness.check.pool import check_blocks, host_array
+from harness.check.step import Block, StepContext, merge_into
+from harness.check.tolerance import ElementTol, resolve
+from harness.core.dtypes import DTYPES
+from harness.core.spec import CaseSpec
+from harness.core.tiers import tier_unrunnable
+from harness.impls.registry import Implementation
+from harness.inputs import build as inp_mod
+from harness.run.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from reference.oracle import decode_rows
 
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
@@ -36,13 +38,6 @@ GRAPH_PATTERNS = ("none", "alternate", "all", "random", "first", "last")
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def tier_runnable(tier: str, device: str) -> str | None:
-    """Why a tier cannot run on ``device``, or None when it can."""
-    if tier in ("gpu", "nightly") and not device.startswith("cuda"):
-        return f"tier {tier} needs a CUDA device; running on {device}"
-    return None
 
 
 def _host(t: torch.Tensor, new_array=host_array) -> np.ndarray:
@@ -373,7 +368,7 @@ class _CaseRun:
             ("out", d.out_max_abs, base.out_max_abs, self.tol_out, ref.out),
         )
         for name, got, theirs, tol, r in checks:
-            floor = EPS[tol.dtype] * float(np.max(np.abs(r), initial=0.0))
+            floor = DTYPES[tol.dtype].eps * float(np.max(np.abs(r), initial=0.0))
             budget = tol.drift_factor * (theirs + floor)
             if not got <= budget:
                 self._violate(
@@ -433,7 +428,7 @@ def _validates(impl: Implementation) -> bool:
 
 
 def _skip_reason(spec: CaseSpec, impl: Implementation, device: str, graph: bool) -> str | None:
-    reason = tier_runnable(spec.tier, device)
+    reason = tier_unrunnable(spec.tier, device)
     if reason is None and graph and not device.startswith("cuda"):
         reason = "CUDA-graph mode needs a CUDA device"
     if reason is None and graph and spec.expect is not None:

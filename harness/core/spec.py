@@ -1,6 +1,6 @@
 """The expanded, validated description of one case.
 
-``harness.cases`` turns YAML into these objects; everything downstream
+``harness.cases.load`` turns YAML into these objects; everything downstream
 (inputs, runner, compare, reports, fuzzing) reads only these. A ``CaseSpec``
 is plain data: equal specs build bit-identical inputs.
 """
@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ACT_DTYPES = ("bf16", "fp16", "fp32")
-STATE_DTYPES = ("fp32", "bf16", "fp16")
-PARAM_DTYPES = ("fp32", "act")  # A_log / dt_bias: fp32 or the activation dtype
-INDEX_DTYPES = ("int32", "int64")
-LAYOUTS = ("vk", "kv")
-TIERS = ("cpu", "gpu", "nightly")
+from harness.core.layouts import VK
+
 PADDINGS = ("none", "all", "alternate", "first", "last", "random")
 SLOT_ORDERS = ("identity", "reverse", "permutation", "spread")
 
@@ -57,7 +53,7 @@ class LayoutSpec:
     qkv_col_offset: int = 0
     ab_packed: bool = False
     ab_row_pad: int = 0
-    state_layout: str = "vk"
+    state_layout: str = VK
     state_slot_pad: int = 0
 
 
@@ -91,7 +87,7 @@ class Tolerance:
     magnitude`` where magnitude is the oracle's sum of absolute terms.
     Multi-step drift against the exact trajectory, when a baseline runs:
     ``drift_test <= drift_factor * (drift_baseline + eps(dtype) * max|ref|)``.
-    ``None`` fields take the per-dtype defaults in ``harness.tolerance``.
+    ``None`` fields take the per-dtype defaults in ``harness.check.tolerance``.
     """
 
     ulps: float | None = None
@@ -137,7 +133,7 @@ class CaseSpec:
     expect: ExpectError | None = None
     # Raw argument overrides for error cases, applied after the inputs are
     # built: e.g. {"out_dtype": "fp32"} or {"state_layout": "xy"}. See
-    # harness.inputs.apply_overrides for the keys.
+    # harness.inputs.build.apply_overrides for the keys.
     overrides: tuple[tuple[str, object], ...] = ()
     field_lines: tuple[tuple[str, int], ...] = ()  # field path -> YAML line
 

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.result import CRASHED, FAILED, CaseResult, Violation
-from harness.spec import CaseSpec
+from harness.core.spec import CaseSpec
+from harness.run.result import CRASHED, FAILED, CaseResult, Violation
 
 SUMMARY = re.compile(r"ERROR SUMMARY: (\d+) error")
 

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from harness.result import CaseResult
+from harness.run.result import CaseResult
 
 RESULTS = "results.jsonl"
 STATUS_ORDER = ("failed", "crashed", "passed", "skipped")
@@ -83,7 +83,7 @@ def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
     (report_dir / "junit.xml").write_text(junit_xml(rows))
     (report_dir / "summary.md").write_text(summary_markdown(rows, summary))
     (report_dir / "errors.md").write_text(errors_markdown(rows))
-    from harness.html_report import write_html
+    from harness.report.html import write_html
 
     write_html(report_dir, rows, meta)
     return summary

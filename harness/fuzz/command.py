@@ -2,8 +2,8 @@
 
 Hand-written cases find the bugs someone thought of; this finds the rest and
 turns each one into a YAML case automatically. Hypothesis draws cases from
-:func:`harness.strategies.case_specs` and runs the three-way comparison of
-:func:`harness.runner.run_case` on each. On the first failure Hypothesis
+:func:`harness.fuzz.strategies.case_specs` and runs the three-way comparison of
+:func:`harness.run.runner.run_case` on each. On the first failure Hypothesis
 shrinks the case to a minimal one, which is re-run, written to
 ``cases/regressions/fuzz-<impl>-<hash>.yaml`` (with a header saying what
 failed, the seed and the command that found it), loaded back and re-run
@@ -33,16 +33,17 @@ from typing import TextIO
 
 from hypothesis import Verbosity, given, seed, settings
 
-from harness import cases as case_mod
-from harness import profiles
-from harness.registry import Implementation, ImplError, load_implementation
-from harness.report import console_failure
-from harness.result import SKIPPED, CaseResult, Violation
-from harness.runner import default_device, run_case, tier_runnable
-from harness.spec import TIERS, CaseSpec
-from harness.strategies import case_specs, describe
+from harness.cases import load as case_mod
+from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from harness.core.spec import CaseSpec
+from harness.core.tiers import TIERS, tier_unrunnable
+from harness.fuzz import profiles
+from harness.fuzz.strategies import case_specs, describe
+from harness.impls.registry import Implementation, ImplError, load_implementation
+from harness.report.results import console_failure
+from harness.run.result import SKIPPED, CaseFailed, CaseResult, Violation
+from harness.run.runner import default_device, run_case
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_SAVE_DIR = Path("cases") / "regressions"
 DEFAULT_SHRINK_BUDGET = 120.0
 HEADER_VIOLATIONS = 6  # violation lines quoted in a saved file's header
@@ -55,10 +56,6 @@ class BudgetSpent(BaseException):
 
     A BaseException, not an Exception, so that Hypothesis lets it through
     instead of treating it as a failure to shrink."""
-
-
-class CaseFailed(AssertionError):
-    """A drawn case failed; Hypothesis shrinks on this exception."""
 
 
 @dataclass(frozen=True)
@@ -356,11 +353,11 @@ class Fuzzer:
         try:
             loaded = case_mod.load_file(path)
         except case_mod.CaseFileError as exc:  # case_to_yaml wrote what load_file refuses
-            r.notes.append(f"the saved file does not load (harness.cases bug): {exc}")
+            r.notes.append(f"the saved file does not load (harness.cases.load bug): {exc}")
             r.result = first
             return
         if len(loaded) != 1 or not case_mod.same_case(loaded[0], spec):
-            r.notes.append(f"{path} does not load back to the same case (harness.cases bug)")
+            r.notes.append(f"{path} does not load back to the same case (harness.cases.load bug)")
         runs = FLAKY_RUNS if self.target and self.target[0] in FLAKY_CHECKS else 1
         for attempt in range(1, runs + 1):
             r.result = run_case(loaded[0], self.impl, self.baseline, self.device)
@@ -411,7 +408,7 @@ def _usage_problem(opts: FuzzOptions) -> str | None:
         return "--shrink-budget must not be negative"
     if opts.seed is not None and opts.seed < 0:
         return "--seed must not be negative"
-    return tier_runnable(opts.tier, opts.device or default_device())
+    return tier_unrunnable(opts.tier, opts.device or default_device())
 
 
 def _print_outcome(report: FuzzReport, rerun: str) -> None:

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from multiprocessing import util
 
-from harness.check_pool import spawn_env
-from harness.result import CRASHED, CaseResult, Violation
-from harness.spec import CaseSpec
+from harness.check.pool import spawn_env
+from harness.core.spec import CaseSpec
+from harness.run.result import CRASHED, CaseResult, Violation
 
 # NumPy's BLAS threads cost more than they give on a step's small arrays (a
 # 200-step B = 4 case: 25 s with two threads, 15 s with one; 55 s and 27 s next
@@ -38,9 +38,9 @@ def _worker(
     if check_workers is not None:
         os.environ["GDN_CHECK_WORKERS"] = str(check_workers)
 
-    from harness.check_pool import close_shared_pool
-    from harness.registry import load_implementation
-    from harness.runner import run_case
+    from harness.check.pool import close_shared_pool
+    from harness.impls.registry import load_implementation
+    from harness.run.runner import run_case
 
     if device.startswith("cuda"):
         import torch
@@ -65,7 +65,7 @@ def _reap(proc) -> None:
         proc.kill()
     proc.join(timeout=10)
     if proc.pid is not None:
-        from harness.check_pool import remove_scratch
+        from harness.check.pool import remove_scratch
 
         remove_scratch(proc.pid)
 
@@ -187,7 +187,7 @@ def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[
     done: queue.Queue = queue.Queue()
     share = None  # CPUs for each worker's check processes
     if "GDN_CHECK_WORKERS" not in os.environ:
-        from harness.check_pool import cpu_count
+        from harness.check.pool import cpu_count
 
         share = max(1, cpu_count() // len(devices))
 

@@ -24,28 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from harness.check_pool import cpu_count
-from harness.spec import CaseSpec
-
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "fp32": torch.float32,
-    "int32": torch.int32,
-    "int64": torch.int64,
-}
-# Only reachable through overrides (error cases): dtypes no valid case uses.
-EXTRA_DTYPES: dict[str, torch.dtype] = {
-    "fp64": torch.float64,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-}
-ALL_DTYPES: dict[str, torch.dtype] = {**TORCH_DTYPES, **EXTRA_DTYPES}
+from harness.core.dtypes import dtype as dtype_row
+from harness.core.dtypes import torch_dtype
+from harness.core.host import cpu_count
+from harness.core.layouts import PAD_SLOT_ID, slot_shape
+from harness.core.spec import CaseSpec
 
 ARG_NAMES = ("mixed_qkv", "a", "b", "A_log", "dt_bias", "state", "state_indices", "out")
 INPUT_NAMES = ("mixed_qkv", "a", "b", "A_log", "dt_bias", "state_indices")
-PAD_SLOT_ID = -1
 
 GUARD_BYTES = 256  # at least this many bytes of guard on each side of a buffer
 MIN_GUARD_ELEMS = 64
@@ -253,17 +239,17 @@ def _state_layout(spec: CaseSpec) -> tuple[BufferLayout, ViewRef]:
     HV, K, V, pad = spec.HV, spec.K, spec.V, spec.layout.state_slot_pad
     slot = HV * V * K
     holes = ((slot, slot + pad, "slot padding"),) if pad else ()
-    dtype = TORCH_DTYPES[spec.state_dtype]
+    dtype = torch_dtype(spec.state_dtype)
     lay = BufferLayout("state", dtype, spec.pool, slot + pad, holes, row_name="slot")
-    inner = (V, K) if spec.layout.state_layout == "vk" else (K, V)
+    inner = slot_shape(spec.layout.state_layout, K, V)
     size = (spec.pool, HV, *inner)
     return lay, lay.ref(size, (slot + pad, V * K, inner[1], 1))
 
 
 def _layout(spec: CaseSpec) -> tuple[list[BufferLayout], dict[str, ViewRef]]:
     """Every backing buffer of a case and where each argument lives in them."""
-    act = TORCH_DTYPES[spec.act_dtype]
-    param = act if spec.param_dtype == "act" else TORCH_DTYPES[spec.param_dtype]
+    act = torch_dtype(spec.act_dtype)
+    param = act if spec.param_dtype == "act" else torch_dtype(spec.param_dtype)
     layouts: list[BufferLayout] = []
     refs: dict[str, ViewRef] = {}
     lay, refs["mixed_qkv"] = _qkv_layout(spec, act)
@@ -274,7 +260,7 @@ def _layout(spec: CaseSpec) -> tuple[list[BufferLayout], dict[str, ViewRef]]:
     for name, dtype, size in (
         ("A_log", param, (spec.HV,)),
         ("dt_bias", param, (spec.HV,)),
-        ("state_indices", TORCH_DTYPES[spec.index_dtype], (spec.B,)),
+        ("state_indices", torch_dtype(spec.index_dtype), (spec.B,)),
         ("out", act, (spec.B, spec.HV, spec.V)),
     ):
         lay, refs[name] = _dense(name, dtype, size)
@@ -650,9 +636,7 @@ OVERRIDE_KEYS: dict[str, str] = {
 
 
 def _dtype(name: object) -> torch.dtype:
-    if name not in ALL_DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; known: {sorted(ALL_DTYPES)}")
-    return ALL_DTYPES[name]  # type: ignore[index]
+    return dtype_row(name).torch  # type: ignore[arg-type]
 
 
 def _positive(key: str, value: object) -> int:

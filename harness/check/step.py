@@ -3,7 +3,7 @@ bound, and the error statistics of every pair, piece by piece.
 
 A piece is a few rows by a few value heads, sized to stay in the CPU's
 caches: the oracle and the comparison make a dozen passes over it. A block is
-the rows whose host copies are in memory at once. ``harness.check_pool``
+the rows whose host copies are in memory at once. ``harness.check.pool``
 spreads the blocks of big steps over worker processes.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.compare import ErrorStats, relative_floor
-from harness.tolerance import ElementTol
+from harness.check.compare import ErrorStats, relative_floor
+from harness.check.tolerance import ElementTol
 from reference.oracle import decode_rows
 
 PIECE_BYTES = 2**19  # float64 state of one piece

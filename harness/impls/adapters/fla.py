@@ -104,7 +104,7 @@ if not torch.cuda.is_available():
         raise ImportError(
             "fla was imported before TRITON_INTERPRET=1 was set, so its Triton kernels "
             "cannot run on this machine (no CUDA device); set TRITON_INTERPRET=1 in the "
-            "environment, or import harness.adapters.fla before fla"
+            "environment, or import harness.impls.adapters.fla before fla"
         )
 
 

@@ -1,0 +1,1 @@
+"""``gdn-harness bench``: how fast each implementation is, measured honestly."""

@@ -1,0 +1,1 @@
+"""Fuzzing: draw cases with Hypothesis, shrink the first failure, save it as YAML."""

@@ -1,0 +1,1 @@
+"""Stage 2: the inputs of one case, built deterministically inside guarded buffers."""
