@@ -67,6 +67,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.core.host import to_f64 as _f64
+
 SCHEMA = "gdn-harness-bench/1"
 DEFAULT_SHAPES = "16/32,4/8"  # H/HV of Qwen3-Next at TP1 and TP4 (K = V = 128)
 DEFAULT_BATCHES = "1,2,4,8,16,32,64,128,256,512,1024"
@@ -567,10 +569,6 @@ def probe_case(
 
 
 # --- correctness check -------------------------------------------------------------
-
-
-def _f64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
 
 
 def sample_rows(B: int, n: int) -> np.ndarray:

@@ -1,11 +1,38 @@
-"""Facts about the host machine that several stages size their work by."""
+"""The host side: how many CPUs to size work by, and copies of tensors into
+host arrays for the float64 checks (one home for both)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 
 def cpu_count() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, cpus or 1)
+
+
+def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = None) -> np.ndarray:
+    """A torch tensor as a float32 host array (exact for every dtype the contract
+    allows: NumPy has no bfloat16, and the copy is the slow part).
+
+    ``new_array(shape)`` supplies the destination, so a check can copy straight
+    into memory shared with its worker processes.
+    """
+    t = t.detach().float().contiguous()
+    if new_array is None:
+        return t.cpu().numpy()
+    import torch
+
+    dst = new_array(tuple(t.shape))
+    torch.from_numpy(dst).copy_(t)
+    return dst
+
+
+def to_f64(t: Any) -> np.ndarray:
+    """A torch tensor as a float64 host array of its own (the oracle's input)."""
+    return to_host(t).astype(np.float64)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from harness.core.host import to_f64 as _np
 from reference.oracle import decode_step
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
 
 
 def oracle_decode(

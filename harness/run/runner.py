@@ -24,6 +24,8 @@ from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into
 from harness.check.tolerance import ElementTol, resolve
 from harness.core.dtypes import DTYPES
+from harness.core.host import to_f64 as _f64
+from harness.core.host import to_host
 from harness.core.spec import CaseSpec
 from harness.core.tiers import tier_unrunnable
 from harness.impls.registry import Implementation
@@ -41,16 +43,7 @@ def default_device() -> str:
 
 
 def _host(t: torch.Tensor, new_array=host_array) -> np.ndarray:
-    """``t`` as float32 (exact for every dtype the contract allows: NumPy has no
-    bfloat16, and the copy is the slow part) in a host array from ``new_array(shape)``."""
-    t = t.detach().float().contiguous()
-    dst = new_array(tuple(t.shape))
-    torch.from_numpy(dst).copy_(t)
-    return dst
-
-
-def _f64(t: torch.Tensor) -> np.ndarray:
-    return _host(t).astype(np.float64)
+    return to_host(t, new_array)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
