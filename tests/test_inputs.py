@@ -7,16 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from factories import spec
 
 from harness.core.dtypes import torch_dtype
-from harness.core.spec import CaseSpec, LayoutSpec, SlotSpec, ValueSpec
+from harness.core.spec import LayoutSpec, SlotSpec, ValueSpec
 from harness.inputs import build as inp
 
-
-def make_spec(**kw) -> CaseSpec:
-    base = dict(file="t.yaml", name="t", line=1, B=6, H=2, HV=4, K=8, V=16, pool=10)
-    base.update(kw)
-    return CaseSpec(**base)
+make_spec = spec
 
 
 PADDED = LayoutSpec(
