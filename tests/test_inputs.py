@@ -1,4 +1,4 @@
-"""Tests of harness.inputs.build: layout, determinism, slots, guards, steps, overrides."""
+"""Tests of harness.inputs: layout, determinism, slots, guards, steps, overrides."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 from factories import spec
 
+import harness.inputs as inp
 from harness.core.dtypes import torch_dtype
 from harness.core.spec import LayoutSpec, SlotSpec, ValueSpec
-from harness.inputs import build as inp
+from harness.inputs import overrides, values
 
 make_spec = spec
 
@@ -22,7 +23,7 @@ PADDED = LayoutSpec(
 
 
 def bits_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
-    return x.dtype == y.dtype and torch.equal(inp._bits(x), inp._bits(y))
+    return x.dtype == y.dtype and torch.equal(inp.bits(x), inp.bits(y))
 
 
 def all_equal(x: inp.CaseInputs, y: inp.CaseInputs) -> bool:
@@ -354,7 +355,7 @@ def test_tiny_qk_norms():
 
 
 def test_big_pool_pattern_path():
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1  # just above the limit with HV*K*V = 256
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1  # just above the limit with HV*K*V = 256
     spec = make_spec(B=4, H=1, HV=1, K=16, V=16, pool=pool, slots=SlotSpec(order="spread"))
     x = inp.build_inputs(spec)
     y = inp.build_inputs(spec)
@@ -370,7 +371,7 @@ def test_big_pool_pattern_path():
 
 
 def test_big_pool_live_slots_depend_on_seed():
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1
     spec = make_spec(B=2, H=1, HV=1, K=16, V=16, pool=pool)
     x = inp.build_inputs(spec)
     y = inp.build_inputs(dataclasses.replace(spec, seed=9))
@@ -379,12 +380,12 @@ def test_big_pool_live_slots_depend_on_seed():
 
 
 def test_big_pool_draws_do_not_depend_on_threads(monkeypatch):
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1
     spec = make_spec(B=7, H=1, HV=1, K=16, V=16, pool=pool, slots=SlotSpec(order="spread"))
-    monkeypatch.setattr(inp, "_CHUNK_ELEMS", 2 * 256)  # two slots a chunk: four chunks
-    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 1)
+    monkeypatch.setattr(values, "CHUNK_ELEMS", 2 * 256)  # two slots a chunk: four chunks
+    monkeypatch.setattr(values, "draw_threads", lambda chunks: 1)
     one = inp.build_inputs(spec)
-    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 3)
+    monkeypatch.setattr(values, "draw_threads", lambda chunks: 3)
     three = inp.build_inputs(spec)
     assert bits_equal(one.state, three.state)
     idx = torch.tensor(inp.slot_indices(spec))
@@ -517,7 +518,7 @@ def test_override_a_device_meta(built):
 
 
 def test_override_keys_documented():
-    assert set(inp.OVERRIDE_KEYS) == set(inp._OVERRIDES)
+    assert set(inp.OVERRIDE_KEYS) == set(overrides.MUTATORS)
     assert all(isinstance(v, str) and v for v in inp.OVERRIDE_KEYS.values())
 
 
