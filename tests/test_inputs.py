@@ -635,3 +635,9 @@ def inputs_digest(fields: dict) -> str:
 @pytest.mark.parametrize("name", sorted(PINNED_SPECS))
 def test_inputs_match_pinned_digest(name):
     assert inputs_digest(PINNED_SPECS[name]) == PINNED_DIGESTS[name]
+
+
+def test_empty_batch_builds():
+    x = inp.build_inputs(make_spec(B=0, slots=SlotSpec(indices=())))
+    assert x.mixed_qkv.shape == (0, make_spec().qkv_width) and x.out.shape == (0, 4, 16)
+    assert x.state_indices.numel() == 0 and x.guard_violations() == []

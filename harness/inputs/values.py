@@ -50,7 +50,7 @@ def qkv_values(spec: CaseSpec, step: int) -> torch.Tensor:
     if vals.tiny_qk:
         q = _tiny(q, vals.tiny_qk_norm, gen)
         k = _tiny(k, vals.tiny_qk_norm, gen)
-    return torch.cat([q.reshape(B, -1), k.reshape(B, -1), v.reshape(B, -1)], dim=1)
+    return torch.cat([x.flatten(1) for x in (q, k, v)], dim=1)  # an empty batch too
 
 
 def gate_values(spec: CaseSpec, step: int) -> tuple[torch.Tensor, torch.Tensor]:
