@@ -86,7 +86,7 @@ def unsupported(case) -> str | None:
     """The case features vLLM's op cannot express, as a skip reason."""
     if case.layout.state_layout != "vk":
         return "vLLM's packed decode stores the state as [N, HV, V, K] (layout vk) only"
-    from harness.inputs.build import slot_indices
+    from harness.inputs import slot_indices
 
     if 0 in slot_indices(case):
         return "vLLM treats slot 0 as its null block (state index <= 0 is padding)"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import inputs as inp_mod
 from harness.core.spec import CaseSpec
-from harness.inputs import build as inp_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.planted` is imported from the repository root
@@ -146,7 +146,7 @@ def test_cpu_tier_is_small_enough():
 # --- error cases: every reachable validation message ---------------------------------------
 
 # Every message of kernels/validate.py, in source order: a regex over
-# "argument: message", and whether an override (harness.inputs.build.OVERRIDE_KEYS)
+# "argument: message", and whether an override (harness.inputs.OVERRIDE_KEYS)
 # can produce it. A new message there must be added here (the count is checked).
 VALIDATION_MESSAGES = [
     (r"^\w+: expected a torch\.Tensor", False),  # inputs are always tensors

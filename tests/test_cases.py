@@ -571,7 +571,7 @@ def test_error_bad_expect(tmp_path):
 
 
 def test_override_keys_match_the_input_builder():
-    inputs = pytest.importorskip("harness.inputs.build")
+    inputs = pytest.importorskip("harness.inputs")
     keys = cm.load_schema()["$defs"]["caseFields"]["properties"]["overrides"]["propertyNames"]
     assert set(keys["enum"]) == set(inputs.OVERRIDE_KEYS)
 

@@ -1,4 +1,4 @@
-"""Tests of harness.inputs.build: layout, determinism, slots, guards, steps, overrides."""
+"""Tests of harness.inputs: layout, determinism, slots, guards, steps, overrides."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 from factories import spec
 
+import harness.inputs as inp
 from harness.core.dtypes import torch_dtype
 from harness.core.spec import LayoutSpec, SlotSpec, ValueSpec
-from harness.inputs import build as inp
+from harness.inputs import overrides, values
 
 make_spec = spec
 
@@ -22,7 +23,7 @@ PADDED = LayoutSpec(
 
 
 def bits_equal(x: torch.Tensor, y: torch.Tensor) -> bool:
-    return x.dtype == y.dtype and torch.equal(inp._bits(x), inp._bits(y))
+    return x.dtype == y.dtype and torch.equal(inp.bits(x), inp.bits(y))
 
 
 def all_equal(x: inp.CaseInputs, y: inp.CaseInputs) -> bool:
@@ -354,7 +355,7 @@ def test_tiny_qk_norms():
 
 
 def test_big_pool_pattern_path():
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1  # just above the limit with HV*K*V = 256
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1  # just above the limit with HV*K*V = 256
     spec = make_spec(B=4, H=1, HV=1, K=16, V=16, pool=pool, slots=SlotSpec(order="spread"))
     x = inp.build_inputs(spec)
     y = inp.build_inputs(spec)
@@ -370,7 +371,7 @@ def test_big_pool_pattern_path():
 
 
 def test_big_pool_live_slots_depend_on_seed():
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1
     spec = make_spec(B=2, H=1, HV=1, K=16, V=16, pool=pool)
     x = inp.build_inputs(spec)
     y = inp.build_inputs(dataclasses.replace(spec, seed=9))
@@ -379,12 +380,12 @@ def test_big_pool_live_slots_depend_on_seed():
 
 
 def test_big_pool_draws_do_not_depend_on_threads(monkeypatch):
-    pool = inp.RANDOM_STATE_LIMIT // 256 + 1
+    pool = values.RANDOM_STATE_LIMIT // 256 + 1
     spec = make_spec(B=7, H=1, HV=1, K=16, V=16, pool=pool, slots=SlotSpec(order="spread"))
-    monkeypatch.setattr(inp, "_CHUNK_ELEMS", 2 * 256)  # two slots a chunk: four chunks
-    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 1)
+    monkeypatch.setattr(values, "CHUNK_ELEMS", 2 * 256)  # two slots a chunk: four chunks
+    monkeypatch.setattr(values, "draw_threads", lambda chunks: 1)
     one = inp.build_inputs(spec)
-    monkeypatch.setattr(inp, "_draw_threads", lambda chunks: 3)
+    monkeypatch.setattr(values, "draw_threads", lambda chunks: 3)
     three = inp.build_inputs(spec)
     assert bits_equal(one.state, three.state)
     idx = torch.tensor(inp.slot_indices(spec))
@@ -517,7 +518,7 @@ def test_override_a_device_meta(built):
 
 
 def test_override_keys_documented():
-    assert set(inp.OVERRIDE_KEYS) == set(inp._OVERRIDES)
+    assert set(inp.OVERRIDE_KEYS) == set(overrides.MUTATORS)
     assert all(isinstance(v, str) and v for v in inp.OVERRIDE_KEYS.values())
 
 
@@ -549,3 +550,94 @@ def test_numpy_roundtrip_of_views(built):
     # the oracle reads views through .cpu().numpy(); strided views must work
     arr = built.mixed_qkv.float().numpy()
     assert arr.shape == built.mixed_qkv.shape and np.isfinite(arr).all()
+
+
+# --- pinned bits -------------------------------------------------------------------
+
+# Digests of the built inputs of three specs (every buffer's bits, every view's
+# geometry, step 1 and each override), recorded with the torch generators of
+# the pinned environment. A refactoring of harness.inputs must leave them.
+PINNED_SPECS = {
+    "padded-bf16-random-permutation": dict(
+        layout=PADDED,
+        slots=SlotSpec(padding="random", pad_fraction=0.4, pad_seed=3, order="permutation"),
+        pool=40,
+        seed=11,
+        steps=2,
+    ),
+    "fp16-kv-packed-tiny": dict(
+        act_dtype="fp16",
+        state_dtype="bf16",
+        param_dtype="act",
+        index_dtype="int64",
+        layout=LayoutSpec(ab_packed=True, ab_row_pad=3, state_layout="kv", state_slot_pad=5),
+        slots=SlotSpec(padding="alternate", order="reverse", slot0_live=True),
+        values=ValueSpec(tiny_qk=True, qkv_std=0.5, gate_mean=-2.0, beta_std=3.0),
+        seed=2**70 + 5,
+        steps=2,
+    ),
+    "big-pool-spread": dict(
+        B=5, H=1, HV=1, K=16, V=16, pool=(1 << 24) // 256 + 3, slots=SlotSpec(order="spread")
+    ),
+}
+PINNED_DIGESTS = {
+    "big-pool-spread": "8aefeb3901cbd77a368f86b4e9cb3f79dc617e9be23a6071a05982f64e02a435",
+    "fp16-kv-packed-tiny": "69d8e974523b949213665695ad731c50aa28aeaac38e8968b0e384be4718993e",
+    "padded-bf16-random-permutation": (
+        "d599b0114ba3da01bc92998b69e0f0c04d3a17a563711a8665c6ff098557be7d"
+    ),
+}
+PINNED_OVERRIDES = [
+    {"state_layout": "xy"},
+    {"out_dtype": "fp32"},
+    {"out_shape": [6, 4, 8]},
+    {"out_alias": "state"},
+    {"out_alias": "mixed_qkv"},
+    {"index_dtype": "int16"},
+    {"qkv_last_stride": 3},
+    {"a_rows": 9},
+    {"A_log_stride": 2},
+    {"qkv_width_delta": -5},
+    {"state_ndim": 5},
+    {"a_device": "meta"},
+]
+
+
+def _fold(h, x) -> None:
+    """Fold the bits and geometry of every argument and buffer of ``x`` into ``h``."""
+    h.update(repr(sorted(x.kwargs().items())).encode())
+    for name in inp.ARG_NAMES:
+        t = getattr(x, name)
+        h.update(f"{name} {t.dtype} {t.device.type} {tuple(t.shape)} {t.stride()}".encode())
+        h.update(f" {t.storage_offset()} {x.refs[name]}".encode())
+    for name in sorted(x.buffers):
+        flat = x.buffers[name].flat
+        h.update(f"{name} {x.buffers[name].layout}".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+
+
+def inputs_digest(fields: dict) -> str:
+    import hashlib
+
+    s = make_spec(**fields)
+    h = hashlib.sha256()
+    x = inp.build_inputs(s)
+    _fold(h, x)
+    if s.steps > 1:
+        _fold(h, inp.apply_overrides(x, {}))
+        x.load_step(s, 1)
+        _fold(h, x)
+        for ov in PINNED_OVERRIDES:
+            _fold(h, inp.apply_overrides(x, ov))
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_SPECS))
+def test_inputs_match_pinned_digest(name):
+    assert inputs_digest(PINNED_SPECS[name]) == PINNED_DIGESTS[name]
+
+
+def test_empty_batch_builds():
+    x = inp.build_inputs(make_spec(B=0, slots=SlotSpec(indices=())))
+    assert x.mixed_qkv.shape == (0, make_spec().qkv_width) and x.out.shape == (0, 4, 16)
+    assert x.state_indices.numel() == 0 and x.guard_violations() == []

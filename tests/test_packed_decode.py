@@ -1,9 +1,11 @@
 """Tests of the packed decode kernel against the float64 oracle (CPU, Triton interpreter).
 
-Every test builds inputs in the dtypes under test (tests/kernel_inputs.py),
-hands the oracle float64 copies of the *stored* values, runs the kernel in
-place, and compares. Shapes are small because the interpreter runs each
-program in Python.
+Every test builds its inputs with the harness (``harness.inputs``, through
+tests/kernel_inputs.py) in the dtypes under test, hands the oracle float64
+copies of the *stored* values, runs the kernel in place, and holds out and
+state to the harness's tolerance; the guards around every buffer must be
+untouched. Shapes are small because the interpreter runs each program in
+Python.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from kernel_inputs import DecodeInputs, decode_inputs
+from kernel_inputs import REL_TOL, assert_close, decode_inputs, decode_spec, dims, np64, oracle_step
 
 import kernels  # noqa: F401  (sets TRITON_INTERPRET before the kernel modules load)
+from harness.core.layouts import KV, LAYOUTS, PAD_SLOT_ID, VK
+from harness.inputs import CaseInputs
 from kernels.packed_decode import default_tuning, packed_decode
 from reference import oracle
 
@@ -25,9 +29,8 @@ from reference import oracle
 # package); the module itself comes from the import system.
 packed_module = importlib.import_module("kernels.packed_decode")
 
-F16, BF16, F32 = torch.float16, torch.bfloat16, torch.float32
-# Bound on max|kernel - oracle|, relative to max|oracle|, by the dtype of the stored result.
-REL_TOL = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
+F16, F32 = torch.float16, torch.float32
+PAD = PAD_SLOT_ID
 
 
 def make_inputs(
@@ -39,65 +42,51 @@ def make_inputs(
     V: int = 32,
     N: int | None = None,
     slots: list[int] | None = None,
-    **options: Any,
-) -> DecodeInputs:
-    """``decode_inputs`` with this file's defaults; the pool holds just the slots named."""
+    state_layout: str = VK,
+    layout: dict[str, Any] | None = None,
+    **fields: Any,
+) -> CaseInputs:
+    """The harness's inputs with this file's defaults; the pool holds just the slots named."""
     slots = list(range(B)) if slots is None else slots
     N = max([0, *slots]) + 1 if N is None else N
-    return decode_inputs(B=B, H=H, HV=HV, K=K, V=V, N=N, slots=slots, b_scale=1.0, **options)
-
-
-def np64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().numpy().copy()
-
-
-def oracle_step(inp: DecodeInputs, *, scale: float, use_qk_l2norm: bool = True, qkv=None):
-    """Oracle (out, state) in float64 from the stored values; ``inp`` is not touched."""
-    state = np64(inp.state)
-    out = np.full(tuple(inp.out.shape), np.nan)
-    oracle.decode_step(
-        np64(inp.mixed_qkv) if qkv is None else qkv, np64(inp.a), np64(inp.b),
-        np64(inp.A_log), np64(inp.dt_bias), state, inp.state_indices.numpy(), out,
-        scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.layout,
-    )  # fmt: skip
-    return out, state
-
-
-def run_kernel(inp: DecodeInputs, *, scale: float, use_qk_l2norm: bool = True, **tuning) -> None:
-    packed_decode(
-        *inp.args(), scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.layout, **tuning
+    layout = {"state_layout": state_layout, **(layout or {})}
+    return decode_inputs(
+        decode_spec(slots=slots, N=N, H=H, HV=HV, K=K, V=V, layout=layout, **fields)
     )
+
+
+def run_kernel(
+    inp: CaseInputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning
+) -> None:
+    scale = inp.scale if scale is None else scale
+    packed_decode(
+        *inp.args(), scale=scale, use_qk_l2norm=use_qk_l2norm, state_layout=inp.state_layout,
+        **tuning,
+    )  # fmt: skip
 
 
 def max_err(got: torch.Tensor, ref: np.ndarray) -> float:
     return float(np.abs(np64(got) - ref).max()) if ref.size else 0.0
 
 
-def assert_close(got: torch.Tensor, ref: np.ndarray, what: str) -> None:
-    g = np64(got)
-    assert np.isfinite(g).all(), f"{what}: non-finite values"
-    bound = REL_TOL[got.dtype] * max(float(np.abs(ref).max()), 1e-30)
-    err = max_err(got, ref)
-    assert err <= bound, f"{what}: max abs err {err:.3e} > {bound:.3e} ({got.dtype})"
-
-
-def check(inp: DecodeInputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning):
-    """Run oracle and kernel on the same inputs, compare live rows and named slots."""
-    scale = inp.K**-0.5 if scale is None else scale
-    ref_out, ref_state = oracle_step(inp, scale=scale, use_qk_l2norm=use_qk_l2norm)
+def check(inp: CaseInputs, *, scale: float | None = None, use_qk_l2norm: bool = True, **tuning):
+    """Run oracle and kernel on the same inputs; compare out and the whole pool, check guards."""
+    ref = oracle_step(inp, scale=scale, use_qk_l2norm=use_qk_l2norm)
     run_kernel(inp, scale=scale, use_qk_l2norm=use_qk_l2norm, **tuning)
-    assert_close(inp.out, ref_out, "out")
-    assert_close(inp.state, ref_state, "state")
-    return ref_out, ref_state
+    K = dims(inp).K
+    assert_close("out", inp.out, ref.out, ref.out_mag, K)
+    assert_close("state", inp.state, ref.state, ref.state_mag, K)
+    assert inp.guard_violations() == []
+    return ref.out, ref.state
 
 
 # ---------------------------------------------------------------------------- values
 
 
-@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_square_heads_both_layouts(layout):
     # K == V: a transposed state read has the right shape; only values reveal it.
-    check(make_inputs(K=32, V=32, layout=layout, slots=[1, 0, 2]))
+    check(make_inputs(K=32, V=32, state_layout=layout, slots=[1, 0, 2]))
 
 
 ORDER_AND_HINTS = [
@@ -109,32 +98,34 @@ ORDER_AND_HINTS = [
 ]
 
 
-@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_load_order_and_cache_hints_change_no_bit(layout):
     """The order of the loads and the cache hints are tuning: the math is the same."""
     results = []
     for tuning in ORDER_AND_HINTS:
-        inp = make_inputs(B=3, H=1, HV=2, K=24, V=40, layout=layout, slots=[2, -1, 0], N=3)
+        inp = make_inputs(B=3, H=1, HV=2, K=24, V=40, state_layout=layout, slots=[2, PAD, 0], N=3)
         check(inp, **tuning)
-        results.append((inp.out.clone(), inp.state_store.clone()))
+        results.append((inp.out.clone(), inp.buffers["state"].flat.clone()))
     for out, state in results[1:]:
         assert torch.equal(results[0][0], out)
         assert torch.equal(results[0][1], state)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the cache hints act only on a GPU")
-@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_load_order_and_cache_hints_on_cuda(layout):
     """On a GPU, where the hints reach the hardware, every combination gives the same bits."""
     results = []
     for tuning in ORDER_AND_HINTS:
-        inp = make_inputs(B=5, H=2, HV=4, K=128, V=128, layout=layout, slots=[3, -1, 0, 5, 1])
-        ref_out, ref_state = oracle_step(inp, scale=inp.K**-0.5)
+        inp = make_inputs(
+            B=5, H=2, HV=4, K=128, V=128, state_layout=layout, slots=[3, PAD, 0, 5, 1]
+        )
+        ref = oracle_step(inp)
         args = [t.cuda() for t in inp.args()]
-        packed_decode(*args, scale=inp.K**-0.5, state_layout=layout, **tuning)
+        packed_decode(*args, scale=inp.scale, state_layout=layout, **tuning)
         out, state = args[-1].cpu(), args[5].cpu()
-        assert_close(out, ref_out, f"out {tuning}")
-        assert_close(state, ref_state, f"state {tuning}")
+        assert_close(f"out {tuning}", out, ref.out, ref.out_mag, 128)
+        assert_close(f"state {tuning}", state, ref.state, ref.state_mag, 128)
         results.append((out, state))
     for out, state in results[1:]:
         assert torch.equal(results[0][0], out)
@@ -150,7 +141,7 @@ def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.
 
     gen = torch.Generator(device="cuda").manual_seed(7)
     H, HV, K, V, steps = 4, 8, 128, 128, 4
-    inner = (V, K) if layout == "vk" else (K, V)
+    inner = (V, K) if layout == VK else (K, V)
     pool = torch.randn((B, HV, *inner), generator=gen, device="cuda")
     perm = torch.randperm(B, generator=gen, device="cuda").to(torch.int32)
     A_log = torch.rand(HV, generator=gen, device="cuda") - 0.5
@@ -158,7 +149,7 @@ def _steps_after_late_inputs(layout: str, B: int, **tuning: int) -> tuple[torch.
     qkvs = torch.randn((steps, B, 2 * H * K + HV * V), generator=gen, device="cuda").bfloat16()
     ab = torch.randn((steps, B, 2 * HV), generator=gen, device="cuda").bfloat16()
     qkv_late = torch.full_like(qkvs[0], float("nan"))
-    idx_late = torch.full_like(perm, -1)
+    idx_late = torch.full_like(perm, PAD)
     outs = torch.empty((steps, B, HV, V), dtype=torch.bfloat16, device="cuda")
     for i in range(steps):
         qkv, idx = qkvs[i], perm
@@ -190,7 +181,7 @@ def test_pdl_refused_without_grid_dependency_control(monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="grid dependency control needs a GPU")
-@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("pdl", [1, 2])
 @pytest.mark.parametrize("B", [2, 256])
 def test_pdl_step_waits_for_the_kernel_before_it(layout, pdl, B):
@@ -206,18 +197,18 @@ def test_pdl_step_waits_for_the_kernel_before_it(layout, pdl, B):
 # (layout, B * HV) -> (store_streaming, load_evict_last, act_first), the defaults
 # docs/performance.md describes, at each side of every threshold.
 DEFAULT_HINTS = [
-    ("vk", 1, (1, 0, 1)),
-    ("vk", 64, (1, 0, 1)),
-    ("vk", 128, (1, 0, 0)),
-    ("vk", 512, (1, 0, 0)),
-    ("vk", 1024, (0, 1, 0)),
-    ("vk", None, (0, 1, 0)),
-    ("kv", 1, (1, 0, 0)),
-    ("kv", 128, (1, 0, 0)),
-    ("kv", 256, (0, 0, 0)),
-    ("kv", 512, (0, 0, 1)),
-    ("kv", 1024, (0, 1, 1)),
-    ("kv", None, (0, 1, 1)),
+    (VK, 1, (1, 0, 1)),
+    (VK, 64, (1, 0, 1)),
+    (VK, 128, (1, 0, 0)),
+    (VK, 512, (1, 0, 0)),
+    (VK, 1024, (0, 1, 0)),
+    (VK, None, (0, 1, 0)),
+    (KV, 1, (1, 0, 0)),
+    (KV, 128, (1, 0, 0)),
+    (KV, 256, (0, 0, 0)),
+    (KV, 512, (0, 0, 1)),
+    (KV, 1024, (0, 1, 1)),
+    (KV, None, (0, 1, 1)),
 ]
 
 
@@ -232,23 +223,22 @@ def test_default_hints_by_step_size(layout, rows_heads, want):
 
 @pytest.mark.parametrize(
     ("K", "V", "layout", "BV"),
-    [(48, 100, "vk", None), (16, 96, "kv", 64)],
+    [(48, 100, VK, None), (16, 96, KV, 64)],
 )
 def test_head_dim_tails(K, V, layout, BV):
     tuning = {} if BV is None else {"BV": BV}
-    check(make_inputs(B=2, H=1, HV=2, K=K, V=V, layout=layout), **tuning)
+    check(make_inputs(B=2, H=1, HV=2, K=K, V=V, state_layout=layout), **tuning)
 
 
 def test_v_tiles_with_tail_vk():
     # Several V tiles, the last one partial, on the vk layout.
-    check(make_inputs(B=2, H=1, HV=2, K=16, V=40, layout="vk"), BV=16)
+    check(make_inputs(B=2, H=1, HV=2, K=16, V=40, state_layout=VK), BV=16)
 
 
-def _wrong_mapping_qkv(inp: DecodeInputs) -> np.ndarray:
+def _wrong_mapping_qkv(inp: CaseInputs) -> np.ndarray:
     """Packed rows whose value head hv reads key head hv % H (one key head per value head)."""
     qkv = np64(inp.mixed_qkv)
-    H, K = inp.H, inp.K
-    HV = inp.state.shape[1]
+    H, HV, K = dims(inp).H, dims(inp).HV, dims(inp).K
     B = qkv.shape[0]
     q = qkv[:, : H * K].reshape(B, H, K)
     k = qkv[:, H * K : 2 * H * K].reshape(B, H, K)
@@ -260,9 +250,8 @@ def _wrong_mapping_qkv(inp: DecodeInputs) -> np.ndarray:
 
 @pytest.mark.parametrize("ratio", [1, 2, 3])
 def test_gqa_head_mapping(ratio):
-    inp = make_inputs(B=2, H=2, HV=2 * ratio, K=16, V=16, layout="kv")
-    scale = inp.K**-0.5
-    wrong_out, _ = oracle_step(inp, scale=scale, qkv=_wrong_mapping_qkv(inp))
+    inp = make_inputs(B=2, H=2, HV=2 * ratio, K=16, V=16, state_layout=KV)
+    wrong_out = oracle_step(inp, qkv=_wrong_mapping_qkv(inp)).out
     ref_out, _ = check(inp)
     if ratio > 1:
         # The test discriminates: an hv % H mapping would miss the tolerance by far.
@@ -272,31 +261,31 @@ def test_gqa_head_mapping(ratio):
 @pytest.mark.parametrize(
     ("act", "state_dtype", "param_dtype", "index_dtype", "layout"),
     [
-        (F16, F32, F32, torch.int64, "vk"),
-        (BF16, F32, BF16, torch.int32, "kv"),
-        (F32, BF16, F32, torch.int64, "kv"),
-        (F32, F16, F32, torch.int32, "vk"),
-        (BF16, BF16, BF16, torch.int64, "vk"),
-        (F16, F16, F16, torch.int32, "kv"),
+        ("fp16", "fp32", "fp32", "int64", VK),
+        ("bf16", "fp32", "bf16", "int32", KV),
+        ("fp32", "bf16", "fp32", "int64", KV),
+        ("fp32", "fp16", "fp32", "int32", VK),
+        ("bf16", "bf16", "bf16", "int64", VK),
+        ("fp16", "fp16", "fp16", "int32", KV),
     ],
 )
 def test_dtypes(act, state_dtype, param_dtype, index_dtype, layout):
     inp = make_inputs(
-        act=act, state_dtype=state_dtype, param_dtype=param_dtype, index_dtype=index_dtype,
-        layout=layout, slots=[2, 0, 1], K=16, V=32,
+        act_dtype=act, state_dtype=state_dtype, param_dtype=param_dtype, index_dtype=index_dtype,
+        state_layout=layout, slots=[2, 0, 1], K=16, V=32,
     )  # fmt: skip
     check(inp)
 
 
-@pytest.mark.parametrize(("layout", "index_dtype"), [("vk", torch.int64), ("kv", torch.int32)])
+@pytest.mark.parametrize(("layout", "index_dtype"), [(VK, "int64"), (KV, "int32")])
 def test_padding_rows_and_untouched_slots(layout, index_dtype):
     # Slot 0 is live, slot N-1 is named by nobody (slot -1 must not wrap to it).
-    slots = [-1, 0, 3, -1, 2]
+    slots = [PAD, 0, 3, PAD, 2]
     N = 6
-    inp = make_inputs(B=5, N=N, slots=slots, layout=layout, index_dtype=index_dtype, K=16, V=16)
+    inp = make_inputs(N=N, slots=slots, state_layout=layout, index_dtype=index_dtype, K=16, V=16)
     before = inp.state.clone()
     check(inp)
-    pad = torch.tensor(slots) < 0
+    pad = torch.tensor(slots) == PAD
     assert torch.equal(inp.out[pad], torch.zeros_like(inp.out[pad])), "padding rows not zero"
     assert not torch.signbit(inp.out[pad]).any(), "padding rows hold -0.0"
     for s in range(N):
@@ -305,21 +294,21 @@ def test_padding_rows_and_untouched_slots(layout, index_dtype):
 
 
 def test_all_rows_padding():
-    inp = make_inputs(B=2, N=3, slots=[-1, -1], K=16, V=16)
+    inp = make_inputs(N=3, slots=[PAD, PAD], K=16, V=16)
     before = inp.state.clone()
     run_kernel(inp, scale=0.25)
     assert torch.equal(inp.out, torch.zeros_like(inp.out))
     assert torch.equal(inp.state, before)
 
 
-@pytest.mark.parametrize("layout", ["vk", "kv"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_strided_views_and_page_padded_pool(layout):
     # mixed_qkv is a column slice of a wider buffer, a/b are views of one [B, 2*HV]
     # buffer, the pool has padding between slots, slots are permuted in a pool
     # larger than the batch.
     inp = make_inputs(
-        B=4, N=7, slots=[5, 0, 3, 6], layout=layout, qkv_col_offset=8, qkv_extra_cols=8,
-        ab_packed=True, slot_pad=24, K=16, V=24, seed=3,
+        N=7, slots=[5, 0, 3, 6], state_layout=layout, K=16, V=24, seed=3,
+        layout={"qkv_col_offset": 8, "qkv_row_pad": 8, "ab_packed": True, "state_slot_pad": 24},
     )  # fmt: skip
     assert inp.mixed_qkv.stride(0) > inp.mixed_qkv.shape[1]
     assert inp.a.stride(0) == 2 * inp.a.shape[1]
@@ -334,7 +323,7 @@ def test_strided_views_and_page_padded_pool(layout):
 
 
 def test_no_l2norm_custom_scale():
-    inp = make_inputs(K=16, V=16, layout="kv", seed=5)
+    inp = make_inputs(K=16, V=16, state_layout=KV, seed=5)
     with torch.no_grad():
         inp.mixed_qkv.mul_(0.3)  # keep the un-normalised update in a sane range
     check(inp, scale=0.37, use_qk_l2norm=False)
@@ -343,21 +332,21 @@ def test_no_l2norm_custom_scale():
 def test_scale_applied_after_norm():
     # With the norm on, scale applied before it would be normalised away.
     inp = make_inputs(K=16, V=16, seed=6)
-    unscaled_out, _ = oracle_step(inp, scale=1.0)
+    unscaled_out = oracle_step(inp, scale=1.0).out
     ref_out, _ = check(inp, scale=3.0)
     assert max_err(inp.out, unscaled_out) > 0.1 * np.abs(ref_out).max()
 
 
 def test_tiny_norm_qk_epsilon(monkeypatch):
     # |q|, |k| ~ 1e-4: the eps inside the sqrt dominates the normalisation.
-    inp = make_inputs(K=16, V=16, layout="vk", seed=7)
-    H, K = inp.H, inp.K
+    inp = make_inputs(K=16, V=16, state_layout=VK, seed=7)
+    H, K = dims(inp).H, dims(inp).K
     with torch.no_grad():
         qk = inp.mixed_qkv[:, : 2 * H * K].unflatten(1, (2 * H, K))
         qk.mul_(1e-4 / qk.norm(dim=-1, keepdim=True))
     scale = K**-0.5
     monkeypatch.setattr(oracle, "L2_EPS", 0.0)
-    no_eps_out, _ = oracle_step(inp, scale=scale)
+    no_eps_out = oracle_step(inp, scale=scale).out
     monkeypatch.undo()
     ref_out, _ = check(inp, scale=scale)
     assert max_err(inp.out, no_eps_out) > 100 * REL_TOL[F32] * np.abs(ref_out).max()
@@ -390,7 +379,7 @@ def test_grid_puts_rows_times_heads_on_axis0():
     # B * HV > 65535 must land on axis 0 (limit 2**31 - 1), not on axes 1/2 (65535).
     grid = packed_module.launch_grid(1024, 96, 128, 32)
     assert grid == (1024 * 96 * 4,)
-    for layout in ("vk", "kv"):
+    for layout in LAYOUTS:
         bv = packed_module.default_tuning(128, 128, layout)["BV"]
         assert bv <= 128 and bv & (bv - 1) == 0
 
@@ -398,15 +387,15 @@ def test_grid_puts_rows_times_heads_on_axis0():
 # ------------------------------------------------------------------------ validation
 
 
-def _valid() -> DecodeInputs:
+def _valid() -> CaseInputs:
     return make_inputs(B=2, H=2, HV=4, K=16, V=16, N=3)
 
 
-def _overlap_state(inp: DecodeInputs) -> torch.Tensor:
+def _overlap_state(inp: CaseInputs) -> torch.Tensor:
     return inp.state.view(-1)[: inp.out.numel()].view(inp.out.shape)
 
 
-def _overlap_qkv(inp: DecodeInputs) -> torch.Tensor:
+def _overlap_qkv(inp: CaseInputs) -> torch.Tensor:
     return inp.mixed_qkv.reshape(-1)[: inp.out.numel()].view(inp.out.shape)
 
 
@@ -438,7 +427,7 @@ VALIDATION_CASES = [
     ("out", "overlaps_state", lambda i: {"out": _overlap_state(i)}),
     ("out", "overlaps_mixed_qkv", lambda i: {"out": _overlap_qkv(i)}),
     ("state_indices", "bad_dtype", lambda i: {"state_indices": i.state_indices.to(torch.int16)}),
-    ("state_layout", "unknown", lambda i: {"layout": "vkv"}),
+    ("state_layout", "unknown", lambda i: {"state_layout": "vkv"}),
 ]
 
 

@@ -1090,9 +1090,9 @@ def runner_overhead(device: torch.device, dry: bool, reps: int = 5) -> dict:
     determinism twin); the kernel time is those four calls' graph-replayed
     (or, dry, wall) time, so the rest is the harness's own cost per case.
     """
+    from harness import inputs as inp_mod
     from harness.core.spec import CaseSpec, SlotSpec
     from harness.impls.registry import load_implementation
-    from harness.inputs import build as inp_mod
     from harness.run.runner import run_case
 
     dims = DRY_RUNNER_CASE if dry else RUNNER_CASE

@@ -133,7 +133,7 @@ class CaseSpec:
     expect: ExpectError | None = None
     # Raw argument overrides for error cases, applied after the inputs are
     # built: e.g. {"out_dtype": "fp32"} or {"state_layout": "xy"}. See
-    # harness.inputs.build.apply_overrides for the keys.
+    # harness.inputs.overrides.OVERRIDE_KEYS for the keys.
     overrides: tuple[tuple[str, object], ...] = ()
     field_lines: tuple[tuple[str, int], ...] = ()  # field path -> YAML line
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness import inputs as inp_mod
 from harness.check.compare import DriftStats, ErrorStats, rel_rms, saturate_overflow
 from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into
@@ -29,7 +30,6 @@ from harness.core.host import to_host
 from harness.core.spec import CaseSpec
 from harness.core.tiers import tier_unrunnable
 from harness.impls.registry import Implementation
-from harness.inputs import build as inp_mod
 from harness.run.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from reference.oracle import decode_rows
 
