@@ -11,7 +11,7 @@ from harness.inputs.buffers import BufferLayout, GuardedBuffer, ViewRef, bits, b
 from harness.inputs.build import ARG_NAMES, INPUT_NAMES, CaseInputs, build_inputs
 from harness.inputs.layout import estimate_bytes
 from harness.inputs.overrides import OVERRIDE_KEYS, apply_overrides
-from harness.inputs.slots import slot_indices
+from harness.inputs.slots import for_null_slot, slot_indices
 
 __all__ = [
     "ARG_NAMES",
@@ -26,5 +26,6 @@ __all__ = [
     "buffer_violations",
     "build_inputs",
     "estimate_bytes",
+    "for_null_slot",
     "slot_indices",
 ]

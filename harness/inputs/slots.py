@@ -6,8 +6,11 @@ ask for a case's slots without building its inputs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from harness.core.conventions import plan_slots
 from harness.core.layouts import PAD_SLOT_ID
 from harness.core.spec import CaseSpec
 
@@ -71,3 +74,18 @@ def slot_indices(spec: CaseSpec) -> list[int]:
     for row, slot in zip(live, slots, strict=True):
         result[row] = slot
     return result
+
+
+def for_null_slot(spec: CaseSpec, grow: bool = False) -> CaseSpec:
+    """``spec`` with no live row on slot 0, for implementations whose slot 0 is
+    the null block (docs/design.md §3).
+
+    The row that would have had slot 0 gets a slot added at the end of the
+    pool; every other row keeps its slot, so the case keeps its strides,
+    pattern and number of live slots. The slots become explicit; padding rows
+    stay ``PAD_SLOT_ID`` here and are spelled per implementation when its
+    indices are written (:func:`harness.core.conventions.render_indices`).
+    """
+    planned, pool = plan_slots(slot_indices(spec), spec.pool, null_slot=True, grow=grow)
+    slots = replace(spec.slots, indices=tuple(planned))
+    return replace(spec, pool=pool, slots=slots)
