@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from harness.core.dtypes import DTYPES
 from harness.core.spec import Tolerance
+from reference.namespace import Array, array_namespace
 
 EPS32 = DTYPES["fp32"].eps
 FP32_TINY = 2.0**-126
@@ -58,7 +57,8 @@ class ElementTol:
     def overflow(self) -> float:
         return overflow_threshold(self.dtype)
 
-    def bound(self, ref: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    def bound(self, ref: Array, magnitude: Array) -> Array:
+        """The per-element bound, in the array module of ``ref``."""
         b = ulp(ref, self.dtype)
         b *= self.ulps
         b += (self.fp32_ulps * EPS32) * magnitude
@@ -85,14 +85,16 @@ def overflow_threshold(dtype: str) -> float:
     return 2.0**d.max_exp * (2.0 - 2.0 ** -(d.mant_bits + 1))
 
 
-def ulp(x: np.ndarray, dtype: str) -> np.ndarray:
+def ulp(x: Array, dtype: str) -> Array:
     """Spacing of ``dtype`` numbers at |x| (subnormal spacing below the normal range).
 
-    Read off the float64 exponent bits: ``2 ** (max(E, min_exp) - mantissa_bits)``.
+    Read off the float64 exponent bits: ``2 ** (max(E, min_exp) - mantissa_bits)``,
+    in the array module of ``x`` (NumPy, or CuPy on a GPU).
     """
-    e = (np.asarray(x, dtype=np.float64).view(np.int64) >> 52) & 0x7FF
+    xp = array_namespace(x)
+    e = (xp.asarray(x, dtype=xp.float64).view(xp.int64) >> 52) & 0x7FF
     d = DTYPES[dtype]
-    np.maximum(e, d.min_exp + 1023, out=e)
+    xp.maximum(e, d.min_exp + 1023, out=e)
     e -= d.mant_bits
     e <<= 52
-    return e.view(np.float64)
+    return e.view(xp.float64)
