@@ -321,8 +321,9 @@ class DriftStats:
         return {k: _finite(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def rel_rms(x: np.ndarray, ref: np.ndarray) -> float:
-    """||x - ref|| / ||ref|| (the RMS error ratio)."""
-    den = float(np.sqrt(np.sum(ref * ref)))
-    num = float(np.sqrt(np.sum((x - ref) ** 2)))
+def rel_rms(x: Array, ref: Array) -> float:
+    """||x - ref|| / ||ref|| (the RMS error ratio), in the arrays' own module."""
+    xp = array_namespace(x, ref)
+    den = float(xp.sqrt(xp.sum(ref * ref)))
+    num = float(xp.sqrt(xp.sum((x - ref) ** 2)))
     return num / den if den > 0 else num
