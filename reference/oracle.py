@@ -11,13 +11,17 @@ the sum of the absolute values of the terms that produced it. A correct
 fp32 kernel's rounding error is bounded by a small multiple of fp32 epsilon
 times that magnitude, whatever the cancellation in the exact value, which is
 what lets the harness keep tolerances tight without crying wolf.
+
+The code is NumPy's API, run in the module that owns the arrays it is given
+(``reference.namespace``): NumPy on the CPU, CuPy on a GPU. Nothing here
+assumes a device, so the one oracle serves both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from reference.namespace import Array, array_namespace
 
 L2_EPS = 1e-6
 SOFTPLUS_THRESHOLD = 20.0
@@ -26,24 +30,24 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 @dataclass
 class RowsResult:
-    """Oracle results for R live rows (float64)."""
+    """Oracle results for R live rows (float64, in the inputs' array module)."""
 
-    out: np.ndarray  # [R, HV, V]
-    state: np.ndarray  # [R, HV, K, V]
-    out_mag: np.ndarray | None = None  # [R, HV, V]
-    state_mag: np.ndarray | None = None  # [R, HV, K, V]
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    safe = np.minimum(x, SOFTPLUS_THRESHOLD)
-    return np.where(x > SOFTPLUS_THRESHOLD, x, np.log1p(np.exp(safe)))
+    out: Array  # [R, HV, V]
+    state: Array  # [R, HV, K, V]
+    out_mag: Array | None = None  # [R, HV, V]
+    state_mag: Array | None = None  # [R, HV, K, V]
 
 
-def _l2norm(x: np.ndarray) -> np.ndarray:
-    return x / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + L2_EPS)
+def _softplus(xp, x: Array) -> Array:
+    safe = xp.minimum(x, SOFTPLUS_THRESHOLD)
+    return xp.where(x > SOFTPLUS_THRESHOLD, x, xp.log1p(xp.exp(safe)))
 
 
-def split_qkv(qkv: np.ndarray, H: int, HV: int, K: int, V: int):
+def _l2norm(xp, x: Array) -> Array:
+    return x / xp.sqrt(xp.sum(x * x, axis=-1, keepdims=True) + L2_EPS)
+
+
+def split_qkv(qkv: Array, H: int, HV: int, K: int, V: int):
     """Split packed rows [R, 2*H*K + HV*V] into q, k [R, HV, K] and v [R, HV, V].
 
     q and k are expanded to value heads: value head ``hv`` reads key head
@@ -54,29 +58,31 @@ def split_qkv(qkv: np.ndarray, H: int, HV: int, K: int, V: int):
     k = qkv[:, H * K : 2 * H * K].reshape(R, H, K)
     v = qkv[:, 2 * H * K :].reshape(R, HV, V)
     group = HV // H
-    return np.repeat(q, group, axis=1), np.repeat(k, group, axis=1), v
+    xp = array_namespace(qkv)
+    return xp.repeat(q, group, axis=1), xp.repeat(k, group, axis=1), v
 
 
-def _vecmat(x: np.ndarray, M: np.ndarray) -> np.ndarray:
+def _vecmat(xp, x: Array, M: Array) -> Array:
     """``x [R, HV, K] @ M [R, HV, K, V] -> [R, HV, V]``, one vector-matrix product per head."""
-    return np.einsum("rhk,rhkv->rhv", x, M)
+    return xp.einsum("rhk,rhkv->rhv", x, M)
 
 
-def gates(a: np.ndarray, b: np.ndarray, A_log: np.ndarray, dt_bias: np.ndarray):
+def gates(a: Array, b: Array, A_log: Array, dt_bias: Array):
     """Decay exponent g and write strength beta, both [R, HV]."""
-    g = -np.exp(A_log)[None, :] * _softplus(a + dt_bias[None, :])
-    e = np.exp(-np.abs(b))  # never overflows
-    beta = np.where(b >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    xp = array_namespace(a, b, A_log, dt_bias)
+    g = -xp.exp(A_log)[None, :] * _softplus(xp, a + dt_bias[None, :])
+    e = xp.exp(-xp.abs(b))  # never overflows
+    beta = xp.where(b >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     return g, beta
 
 
 def decode_rows(
-    qkv: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    A_log: np.ndarray,
-    dt_bias: np.ndarray,
-    S: np.ndarray,
+    qkv: Array,
+    a: Array,
+    b: Array,
+    A_log: Array,
+    dt_bias: Array,
+    S: Array,
     *,
     H: int,
     scale: float,
@@ -89,66 +95,71 @@ def decode_rows(
     With ``heads``, ``S`` holds only those value heads (``[R, len(heads), K,
     V]``) and so do the results: callers slice big states into pieces that
     stay in the CPU's caches.
+
+    Everything runs in the array module of ``S``; activations given as NumPy
+    arrays are copied there (they are small).
     """
-    f = np.float64
-    qkv, a, b = (np.asarray(x, dtype=f) for x in (qkv, a, b))
-    A_log, dt_bias = np.asarray(A_log, dtype=f), np.asarray(dt_bias, dtype=f)
+    xp = array_namespace(S)
+    f = xp.float64
+    qkv, a, b = (xp.asarray(x, dtype=f) for x in (qkv, a, b))
+    A_log, dt_bias = xp.asarray(A_log, dtype=f), xp.asarray(dt_bias, dtype=f)
     K, V = S.shape[2:]
     HV = a.shape[1]
     q, k, v = split_qkv(qkv, H, HV, K, V)
     if use_qk_l2norm:
-        q, k = _l2norm(q), _l2norm(k)
+        q, k = _l2norm(xp, q), _l2norm(xp, k)
     q = q * scale
     g, beta = gates(a, b, A_log, dt_bias)
     if heads is not None:
         q, k, v, g, beta = (x[:, heads] for x in (q, k, v, g, beta))
-    S_new = np.multiply(S, np.exp(g)[..., None, None], dtype=f)  # decayed, updated below
-    S_abs = np.abs(S_new) if with_magnitude else None
-    u = (v - _vecmat(k, S_new)) * beta[..., None]
+    S_new = xp.multiply(S, xp.exp(g)[..., None, None], dtype=f)  # decayed, updated below
+    S_abs = xp.abs(S_new) if with_magnitude else None
+    u = (v - _vecmat(xp, k, S_new)) * beta[..., None]
     S_new += k[..., :, None] * u[..., None, :]
-    res = RowsResult(out=_vecmat(q, S_new), state=S_new)
+    res = RowsResult(out=_vecmat(xp, q, S_new), state=S_new)
     if with_magnitude:
-        k_abs = np.abs(k)
-        u_mag = (np.abs(v) + _vecmat(k_abs, S_abs)) * beta[..., None]
+        k_abs = xp.abs(k)
+        u_mag = (xp.abs(v) + _vecmat(xp, k_abs, S_abs)) * beta[..., None]
         S_abs += k_abs[..., :, None] * u_mag[..., None, :]
         res.state_mag = S_abs
-        res.out_mag = _vecmat(np.abs(q), S_abs)
+        res.out_mag = _vecmat(xp, xp.abs(q), S_abs)
     return res
 
 
-def to_kv(slots: np.ndarray, state_layout: str) -> np.ndarray:
+def to_kv(slots: Array, state_layout: str) -> Array:
     """View slots [..., HV, a, b] in the canonical [..., HV, K, V] orientation."""
-    return slots if state_layout == "kv" else np.swapaxes(slots, -1, -2)
+    return slots if state_layout == "kv" else slots.swapaxes(-1, -2)
 
 
 def decode_step(
-    mixed_qkv: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    A_log: np.ndarray,
-    dt_bias: np.ndarray,
-    state: np.ndarray,
-    state_indices: np.ndarray,
-    out: np.ndarray,
+    mixed_qkv: Array,
+    a: Array,
+    b: Array,
+    A_log: Array,
+    dt_bias: Array,
+    state: Array,
+    state_indices: Array,
+    out: Array,
     *,
     scale: float,
     use_qk_l2norm: bool = True,
     state_layout: str = "vk",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> None:
-    """The contract on NumPy arrays: write ``out`` and update ``state`` in place.
+    """The contract on arrays of one module: write ``out`` and update ``state`` in place.
 
     ``state`` is ``[N, HV, V, K]`` (vk) or ``[N, HV, K, V]`` (kv) of any float
     dtype; results are cast to the dtypes of ``out`` and ``state``. Rows with
     a negative slot get a zero output row and touch no slot.
     """
+    xp = array_namespace(state)
     HV = state.shape[1]
     K = state.shape[3] if state_layout == "vk" else state.shape[2]
     V = out.shape[2]
     H = (mixed_qkv.shape[1] - HV * V) // (2 * K)
-    idx = np.asarray(state_indices).astype(np.int64)
+    idx = xp.asarray(state_indices).astype(xp.int64)
     out[idx < 0] = 0
-    live = np.flatnonzero(idx >= 0)
+    live = xp.flatnonzero(idx >= 0)
     rows_per_chunk = max(1, chunk_bytes // (6 * HV * K * V * 8))
     for start in range(0, live.size, rows_per_chunk):
         rows = live[start : start + rows_per_chunk]

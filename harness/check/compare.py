@@ -4,6 +4,10 @@ Stats accumulate over chunks of rows (the largest shapes never hold a whole
 float64 state in memory) and keep the location of the worst elements in the
 terms a kernel author debugs in: batch row, state slot, value head, and the
 element (``v`` for the output, ``k, v`` for the state in canonical order).
+
+The arrays of a piece may be NumPy's or CuPy's: every whole-array pass runs
+in their own module (on their device), and only scalars and per-(row, head)
+maxima come back to the host, so both give the same verdicts and locations.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from reference.namespace import Array, array_namespace, to_numpy
 
 MAX_CELLS = 65536
 
@@ -68,13 +74,13 @@ class ErrorStats:
 
     def add(
         self,
-        x: np.ndarray,
-        ref: np.ndarray,
-        bound: np.ndarray | None,
+        x: Array,
+        ref: Array,
+        bound: Array | None,
         rows: np.ndarray,
         slots: np.ndarray,
         head0: int = 0,
-        ref_floor: np.ndarray | None = None,
+        ref_floor: Array | None = None,
         overflow: float | None = None,
     ) -> None:
         """Fold in a piece: arrays ``[R, h, V]`` or ``[R, h, K, V]`` of value heads
@@ -84,23 +90,25 @@ class ErrorStats:
         checked. ``ref_floor``, ``max(|ref|, tiny)``, may be passed in when
         several arrays are compared with one reference. ``overflow``: the
         dtype's overflow threshold, above which an Inf is a correct rounding.
+        ``rows`` and ``slots`` are host arrays; the others share one module.
         """
         if x.size == 0:
             return
+        xp = array_namespace(x, ref, bound)
         self.n += x.size
-        ref = np.asarray(ref, dtype=np.float64)
+        ref = xp.asarray(ref, dtype=xp.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            err = np.subtract(x, ref, dtype=np.float64)
-        np.abs(err, out=err)
-        err_sq = float(np.vdot(err.ravel(), err.ravel()))
-        ref_sq = float(np.vdot(ref.ravel(), ref.ravel()))
+            err = xp.subtract(x, ref, dtype=xp.float64)
+        xp.abs(err, out=err)
+        err_sq = float(xp.vdot(err.ravel(), err.ravel()))
+        ref_sq = float(xp.vdot(ref.ravel(), ref.ravel()))
         if math.isfinite(err_sq) and math.isfinite(ref_sq):  # the common case
             self.err_sq += err_sq
             self.ref_sq += ref_sq
-            ratio = None if bound is None else np.divide(err, bound)
+            ratio = None if bound is None else xp.divide(err, bound)
             if ref_floor is None:
                 ref_floor = relative_floor(ref)
-            rel = np.divide(err, ref_floor)
+            rel = xp.divide(err, ref_floor)
         else:
             if overflow is not None and bound is not None:
                 x, n = saturate_overflow(x, ref, bound, overflow)
@@ -109,48 +117,50 @@ class ErrorStats:
             ratio = None
             if bound is not None:
                 with np.errstate(invalid="ignore"):
-                    ratio = np.where(err == 0, 0.0, err / bound)
-                ratio[np.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
+                    ratio = xp.where(err == 0, 0.0, err / bound)
+                ratio[xp.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
             with np.errstate(invalid="ignore"):
-                rel = np.divide(err, relative_floor(ref))
-            rel[np.isnan(rel)] = np.inf  # an error against an infinite reference
+                rel = xp.divide(err, relative_floor(ref))
+            rel[xp.isnan(rel)] = np.inf  # an error against an infinite reference
         self._track("max_abs", err, rows, slots, head0)
         self._track("max_rel", rel, rows, slots, head0)
         if ratio is not None:
             self._add_ratio(ratio, x, ref, rows, slots, head0)
 
-    def _add_ratio(self, ratio: np.ndarray, x, ref, rows, slots, head0: int) -> None:
+    def _add_ratio(self, ratio: Array, x, ref, rows, slots, head0: int) -> None:
+        xp = array_namespace(ratio)
         per_cell = _cell_max(ratio)
         flat = _argmax(ratio, per_cell)
-        worst = float(ratio.flat[flat])
+        worst = _at(ratio, flat)
         if worst > 1.0:  # counting is a pass of its own: only when something is over
-            self.over += int(np.count_nonzero(ratio > 1.0))
-            self._track_cells(per_cell, slots, head0)
+            self.over += int(xp.count_nonzero(ratio > 1.0))
+            self._track_cells(to_numpy(per_cell), slots, head0)
         if self._track("worst_ratio", ratio, rows, slots, head0, "worst_at", flat):
-            at = np.unravel_index(flat, ratio.shape)
+            at = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
             self.worst_value = (float(x[at]), float(ref[at]))
         for h, r in enumerate(per_cell.max(axis=0).tolist(), start=head0):
             self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
 
-    def _nonfinite_err(self, x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    def _nonfinite_err(self, x: Array, ref: Array) -> Array:
         """|x - ref| with NaN/Inf in either: a NaN or Inf where ref is finite is infinite
         error, a NaN where ref is NaN and an Inf equal to ref are no error."""
-        bad_nan = np.isnan(x) & ~np.isnan(ref)
-        bad_inf = np.isinf(x) & ~np.isinf(ref)
+        xp = array_namespace(x, ref)
+        bad_nan = xp.isnan(x) & ~xp.isnan(ref)
+        bad_inf = xp.isinf(x) & ~xp.isinf(ref)
         self.nan += int(bad_nan.sum())
         self.inf += int(bad_inf.sum())
         with np.errstate(invalid="ignore"):
-            err = np.where(x == ref, 0.0, np.abs(x - ref))
+            err = xp.where(x == ref, 0.0, xp.abs(x - ref))
         err[bad_nan | bad_inf] = np.inf
-        err[np.isnan(x) & np.isnan(ref)] = 0.0
-        err[np.isnan(err)] = np.inf  # a finite value where the reference is infinite
-        finite = np.isfinite(err)
-        self.err_sq += float(np.sum(np.where(finite, err, 0.0) ** 2))
-        self.ref_sq += float(np.sum(np.where(np.isfinite(ref), ref, 0.0) ** 2))
+        err[xp.isnan(x) & xp.isnan(ref)] = 0.0
+        err[xp.isnan(err)] = np.inf  # a finite value where the reference is infinite
+        finite = xp.isfinite(err)
+        self.err_sq += float(xp.sum(xp.where(finite, err, 0.0) ** 2))
+        self.ref_sq += float(xp.sum(xp.where(xp.isfinite(ref), ref, 0.0) ** 2))
         return err
 
     def _track_cells(self, per_cell: np.ndarray, slots: np.ndarray, head0: int) -> None:
-        """Keep (slot, head) cells over the bound: ``per_cell [R, HV]`` is the max ratio."""
+        """Keep (slot, head) cells over the bound: ``per_cell [R, HV]`` (host) is the max ratio."""
         for r, h in zip(*np.nonzero(per_cell > 1.0), strict=True):
             if len(self.cells) >= MAX_CELLS:
                 return
@@ -183,7 +193,7 @@ class ErrorStats:
     def _track(
         self,
         attr: str,
-        values: np.ndarray,
+        values: Array,
         rows,
         slots,
         head0: int = 0,
@@ -191,7 +201,7 @@ class ErrorStats:
         flat: int | None = None,
     ) -> bool:
         flat = _argmax(values, _cell_max(values)) if flat is None else flat
-        best = float(values.flat[flat])
+        best = _at(values, flat)
         if best <= getattr(self, attr) and getattr(self, loc_attr or f"{attr}_at") is not None:
             return False
         setattr(self, attr, best)
@@ -234,8 +244,8 @@ class ErrorStats:
 
 
 def saturate_overflow(
-    x: np.ndarray, ref: np.ndarray, reach: np.ndarray | float, threshold: float
-) -> tuple[np.ndarray, int]:
+    x: Array, ref: Array, reach: Array | float, threshold: float
+) -> tuple[Array, int]:
     """``x`` with each Inf that correctly rounds the oracle's value replaced by
     ``sign * max(threshold, |ref|)``, and how many there were.
 
@@ -243,36 +253,44 @@ def saturate_overflow(
     most ``reach`` (the tolerance), reaches ``threshold``: its error is then
     the distance from the reference to the overflow range, within the bound.
     """
-    mag = np.abs(ref)
+    xp = array_namespace(x, ref, reach)
+    mag = xp.abs(ref)
     with np.errstate(invalid="ignore"):
-        ok = np.isinf(x) & np.isfinite(ref) & (np.sign(x) == np.sign(ref))
+        ok = xp.isinf(x) & xp.isfinite(ref) & (xp.sign(x) == xp.sign(ref))
         ok &= mag + reach >= threshold
-    n = int(np.count_nonzero(ok))
+    n = int(xp.count_nonzero(ok))
     if n == 0:
         return x, 0
-    x = np.array(x, dtype=np.float64)
-    x[ok] = np.sign(ref[ok]) * np.maximum(threshold, mag[ok])
+    x = xp.array(x, dtype=xp.float64)
+    x[ok] = xp.sign(ref[ok]) * xp.maximum(threshold, mag[ok])
     return x, n
 
 
-def relative_floor(ref: np.ndarray) -> np.ndarray:
+def relative_floor(ref: Array) -> Array:
     """``max(|ref|, tiny)``: the denominator of relative errors."""
-    floor = np.abs(ref, dtype=np.float64)
-    np.maximum(floor, np.finfo(np.float64).tiny, out=floor)
+    xp = array_namespace(ref)
+    floor = xp.abs(ref, dtype=xp.float64)
+    xp.maximum(floor, np.finfo(np.float64).tiny, out=floor)
     return floor
 
 
-def _cell_max(a: np.ndarray) -> np.ndarray:
+def _cell_max(a: Array) -> Array:
     """Max over each (row, head) cell of a C-contiguous ``[R, h, ...]`` array."""
     return a.reshape(a.shape[0], a.shape[1], -1).max(axis=2)
 
 
-def _argmax(a: np.ndarray, per_cell: np.ndarray) -> int:
+def _argmax(a: Array, per_cell: Array) -> int:
     """``np.argmax(a)`` (first maximum, flat index) found through the cell maxima:
     one pass over the winning cell instead of another over the whole array."""
-    cell = int(np.argmax(per_cell))
+    xp = array_namespace(a)
+    cell = int(xp.argmax(per_cell))
     size = a.size // per_cell.size
-    return cell * size + int(np.argmax(a.reshape(-1, size)[cell]))
+    return cell * size + int(xp.argmax(a.reshape(-1, size)[cell]))
+
+
+def _at(a: Array, flat: int) -> float:
+    """Element ``flat`` of C-contiguous ``a`` in C order, as a Python float."""
+    return float(a.reshape(-1)[flat])
 
 
 def _finite(x: float) -> float | str:
@@ -303,8 +321,9 @@ class DriftStats:
         return {k: _finite(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def rel_rms(x: np.ndarray, ref: np.ndarray) -> float:
-    """||x - ref|| / ||ref|| (the RMS error ratio)."""
-    den = float(np.sqrt(np.sum(ref * ref)))
-    num = float(np.sqrt(np.sum((x - ref) ** 2)))
+def rel_rms(x: Array, ref: Array) -> float:
+    """||x - ref|| / ||ref|| (the RMS error ratio), in the arrays' own module."""
+    xp = array_namespace(x, ref)
+    den = float(xp.sqrt(xp.sum(ref * ref)))
+    num = float(xp.sqrt(xp.sum((x - ref) ** 2)))
     return num / den if den > 0 else num

@@ -1,5 +1,5 @@
 """Checking a whole step, block by block: in this process for small steps, over
-worker processes for big ones.
+worker processes for big ones, or on a GPU (``harness.check.device``).
 
 Real model shapes reach 2**30 state elements a step. NumPy's many short calls
 hold the GIL, so threads do not scale; worker processes do. The parent copies
@@ -36,7 +36,9 @@ try:
 except ImportError:  # not POSIX: scratch folders of killed owners are not swept
     fcntl = None
 
+from harness.check import device as check_device
 from harness.check.compare import ErrorStats
+from harness.check.device import ArrayDevice
 from harness.check.step import (
     Block,
     Piece,
@@ -377,10 +379,18 @@ def check_blocks(
     tested: int,
     shape: tuple[int, int, int],
     make_block: MakeBlock,
+    device: str | ArrayDevice = "cpu",
 ) -> list[ErrorStats]:
     """Stats of a whole step (``new_stats`` order). ``make_block(live_rows,
-    new_array)`` copies one block's arrays into arrays from ``new_array``."""
+    new_array)`` copies one block's arrays into arrays from ``new_array``.
+
+    ``device``: ``"cpu"``, ``"cuda[:N]"`` (see ``harness.check.device``;
+    steps below ``DEVICE_MIN_ELEMS`` stay on the host) or an ``ArrayDevice``.
+    """
     HV, K, V = shape
+    target = check_device.device_for(device)
+    if target is not None and total_rows * HV * K * V >= check_device.DEVICE_MIN_ELEMS:
+        return check_device.check_on_device(ctx, total_rows, tested, shape, make_block, target)
     if total_rows * HV * K * V < POOL_MIN_ELEMS or default_workers() < 2:
         return _check_here(ctx, total_rows, tested, shape, make_block)
     return _check_in_workers(ctx, total_rows, tested, shape, make_block)

@@ -3,8 +3,9 @@ bound, and the error statistics of every pair, piece by piece.
 
 A piece is a few rows by a few value heads, sized to stay in the CPU's
 caches: the oracle and the comparison make a dozen passes over it. A block is
-the rows whose host copies are in memory at once. ``harness.check.pool``
-spreads the blocks of big steps over worker processes.
+the rows whose copies are in memory at once. ``harness.check.pool`` spreads
+the blocks of big steps over worker processes; ``harness.check.device`` runs
+the same pieces on a GPU, where a piece is as big as memory allows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from harness.check.compare import ErrorStats, relative_floor
 from harness.check.tolerance import ElementTol
+from reference.namespace import Array
 from reference.oracle import decode_rows
 
 PIECE_BYTES = 2**19  # float64 state of one piece
@@ -36,24 +38,31 @@ class StepContext:
 @dataclass
 class Block:
     """A block of live rows: their activations, the pre-step states of the slots
-    they name (canonical ``[R, HV, K, V]``) and each participant's results."""
+    they name (canonical ``[R, HV, K, V]``) and each participant's results.
 
-    acts: tuple[np.ndarray, ...]  # qkv, a, b of these rows; A_log, dt_bias
+    ``rows`` and ``slots`` are host arrays; the others are NumPy arrays, or
+    all arrays of one device module (``harness.check.device``)."""
+
+    acts: tuple[Array, ...]  # qkv, a, b of these rows; A_log, dt_bias
     rows: np.ndarray  # batch rows
     slots: np.ndarray  # the slots they name
-    pre: np.ndarray  # [R, HV, K, V]
-    tested: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (out, state)
+    pre: Array  # [R, HV, K, V]
+    tested: list[tuple[Array, Array]] = field(default_factory=list)  # (out, state)
 
 
-def pieces(R: int, HV: int, K: int, V: int) -> Iterator[tuple[slice, slice]]:
-    """(rows, heads) pieces of ``R`` rows, each about PIECE_BYTES of float64 state."""
+def pieces(
+    R: int, HV: int, K: int, V: int, piece_bytes: int | None = None
+) -> Iterator[tuple[slice, slice]]:
+    """(rows, heads) pieces of ``R`` rows, each about ``piece_bytes`` (default
+    PIECE_BYTES) of float64 state, in row-major order."""
+    piece_bytes = PIECE_BYTES if piece_bytes is None else piece_bytes
     block = K * V * 8  # one row, one head
-    if HV * block <= PIECE_BYTES:
-        n = PIECE_BYTES // (HV * block)
+    if HV * block <= piece_bytes:
+        n = piece_bytes // (HV * block)
         for r0 in range(0, R, n):
             yield slice(r0, min(r0 + n, R)), slice(0, HV)
         return
-    n = max(1, PIECE_BYTES // block)
+    n = max(1, piece_bytes // block)
     for r0 in range(R):
         for h0 in range(0, HV, n):
             yield slice(r0, r0 + 1), slice(h0, min(h0 + n, HV))
@@ -111,12 +120,17 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
 Piece = tuple[slice, slice]
 
 
-def block_stats(ctx: StepContext, block: Block, jobs: list[list[Piece]] | None = None):
+def block_stats(
+    ctx: StepContext,
+    block: Block,
+    jobs: list[list[Piece]] | None = None,
+    piece_bytes: int | None = None,
+):
     """Stats of a block (or of some of its pieces), in ``new_stats`` order."""
     stats = new_stats(ctx, len(block.tested))
     if jobs is None:
         _, HV, K, V = block.pre.shape
-        jobs = [list(pieces(block.rows.size, HV, K, V))]
+        jobs = [list(pieces(block.rows.size, HV, K, V, piece_bytes))]
     for job in jobs:
         for r, heads in job:
             piece_stats(ctx, block, r, heads, stats)

@@ -21,7 +21,8 @@ def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = 
     allows: NumPy has no bfloat16, and the copy is the slow part).
 
     ``new_array(shape)`` supplies the destination, so a check can copy straight
-    into memory shared with its worker processes.
+    into memory shared with its worker processes, or into a GPU array (any
+    array torch can view through DLPack) when the check runs on the device.
     """
     t = t.detach().float().contiguous()
     if new_array is None:
@@ -29,7 +30,8 @@ def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = 
     import torch
 
     dst = new_array(tuple(t.shape))
-    torch.from_numpy(dst).copy_(t)
+    view = torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
+    view.copy_(t)
     return dst
 
 
