@@ -27,11 +27,11 @@ import triton.language as tl
 
 from kernels import packed_decode
 from kernels.packed_decode import (
-    _decode_tile,
-    _pdl_end,
-    _pdl_start,
+    decode_tile,
     default_tuning,
     launch_options,
+    pdl_end,
+    pdl_start,
 )
 from kernels.validate import check_decode_args
 
@@ -98,9 +98,9 @@ def _persistent_kernel(
     PDL: tl.constexpr,
     LOOP_STAGES: tl.constexpr,
 ):
-    _pdl_start(PDL)
+    pdl_start(PDL)
     for t in tl.range(tl.program_id(0), TILES, tl.num_programs(0), num_stages=LOOP_STAGES):
-        _decode_tile(
+        decode_tile(
             t,
             qkv_ptr,
             a_ptr,
@@ -128,7 +128,7 @@ def _persistent_kernel(
             LOAD_EVICT_LAST,
             STORE_STREAMING,
         )
-    _pdl_end(PDL)
+    pdl_end(PDL)
 
 
 @cache

@@ -120,8 +120,8 @@ def _packed_decode_kernel(
     STORE_STREAMING: tl.constexpr,
     PDL: tl.constexpr,
 ):
-    _pdl_start(PDL)
-    _decode_tile(
+    pdl_start(PDL)
+    decode_tile(
         tl.program_id(0),
         qkv_ptr,
         a_ptr,
@@ -149,11 +149,11 @@ def _packed_decode_kernel(
         LOAD_EVICT_LAST,
         STORE_STREAMING,
     )
-    _pdl_end(PDL)
+    pdl_end(PDL)
 
 
 @triton.jit
-def _pdl_start(PDL: tl.constexpr):
+def pdl_start(PDL: tl.constexpr):
     """Launched as a programmatic dependent launch (PDL > 0), a program may start
     while the previous kernel in the stream still runs: wait until its writes are
     visible. PDL == 2 then lets the next kernel launch at once."""
@@ -164,14 +164,14 @@ def _pdl_start(PDL: tl.constexpr):
 
 
 @triton.jit
-def _pdl_end(PDL: tl.constexpr):
+def pdl_end(PDL: tl.constexpr):
     """PDL == 1: let the next kernel launch, once this program's stores are issued."""
     if PDL == 1:
         gdc_launch_dependents()
 
 
 @triton.jit
-def _decode_tile(
+def decode_tile(
     pid,
     qkv_ptr,
     a_ptr,
@@ -350,7 +350,7 @@ def launch_options(
     dims: DecodeDims, params: dict[str, int], use_qk_l2norm: bool, state_layout: str
 ) -> dict[str, int | bool]:
     """The kernel's compile-time arguments and launch options for ``params``
-    (``default_tuning``'s keys), shared by every launcher of ``_decode_tile``.
+    (``default_tuning``'s keys), shared by every launcher of ``decode_tile``.
     The interpreter runs launches one after another and has no grid dependency
     control, so there ``pdl`` is dropped; ``launch_pdl`` is passed only when
     set, since a Triton without it rejects the option."""
