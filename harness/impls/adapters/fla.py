@@ -84,6 +84,8 @@ FEATURES: dict[str, Any] = {
     "v_first_kwarg": next(
         (k for k in ("state_v_first", "transpose_state_layout") if k in _PARAMS), None
     ),
+    # slots of a pool by index (the adapter gathers and scatters them itself)
+    "state_indices": "ssm_state_indices" in _PARAMS,
 }
 
 
@@ -152,6 +154,33 @@ def _gates_fp32(a, b, A_log, dt_bias):
     return g, torch.sigmoid(b.float())
 
 
+def recurrent(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+    initial_state: torch.Tensor, *, state_layout: str, **fla_kw: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """FLA's fused recurrent kernel with the state in the contract's ``state_layout``.
+
+    ``q``, ``k`` ``[B, T, H, K]``, ``v`` ``[B, T, HV, V]``, ``g`` and ``beta``
+    ``[B, T, HV]`` as FLA takes them; ``initial_state`` dense ``[B, HV, V, K]``
+    (vk) or ``[B, HV, K, V]`` (kv); ``fla_kw`` FLA's own keywords (``scale``,
+    ``use_qk_l2norm_in_kernel``, the in-kernel gates). Returns ``(o,
+    final_state)``, the final state (fp32) in the same layout. The adapter
+    and the bench's recurrent comparison both call FLA through here.
+    """
+    transpose = state_layout == "vk" and FEATURES["v_first_kwarg"] is None
+    if state_layout == "vk" and not transpose:
+        fla_kw[FEATURES["v_first_kwarg"]] = True
+    h0 = initial_state.transpose(-1, -2) if transpose else initial_state
+    with warnings.catch_warnings():
+        # Under the interpreter FLA's softplus evaluates exp(x) on both sides of
+        # its x < 20 select, and NumPy warns when the discarded side overflows.
+        warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
+        o, ht = _fla_recurrent(
+            q, k, v, g=g, beta=beta, initial_state=h0, output_final_state=True, **fla_kw
+        )
+    return o, (ht.transpose(-1, -2) if transpose else ht)
+
+
 def fla_decode(
     mixed_qkv: torch.Tensor,
     a: torch.Tensor,
@@ -192,23 +221,8 @@ def fla_decode(
         kw.update(use_beta_sigmoid_in_kernel=True)
     else:
         beta = torch.sigmoid(b.float()).reshape(B, 1, HV)
-    transpose = False
-    if state_layout == "vk":
-        if FEATURES["v_first_kwarg"] is not None:
-            kw[FEATURES["v_first_kwarg"]] = True
-        else:
-            h0, transpose = h0.transpose(-1, -2), True
-
-    with warnings.catch_warnings():
-        # Under the interpreter FLA's softplus evaluates exp(x) on both sides of
-        # its x < 20 select, and NumPy warns when the discarded side overflows.
-        warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
-        o, ht = _fla_recurrent(
-            q, k, v, g=g, beta=beta, scale=float(scale), initial_state=h0,
-            output_final_state=True, use_qk_l2norm_in_kernel=bool(use_qk_l2norm), **kw,
-        )  # fmt: skip
-    if transpose:
-        ht, h0 = ht.transpose(-1, -2), h0.transpose(-1, -2)
+    kw.update(scale=float(scale), use_qk_l2norm_in_kernel=bool(use_qk_l2norm))
+    o, ht = recurrent(q, k, v, g, beta, h0, state_layout=state_layout, **kw)
 
     zero = torch.zeros((), dtype=out.dtype, device=out.device)
     out.copy_(torch.where(live.view(B, 1, 1), o.view(B, HV, V).to(out.dtype), zero))
@@ -223,4 +237,4 @@ def fla_decode(
 
 fla_decode.unsupported = unsupported  # type: ignore[attr-defined]
 
-__all__ = ["FEATURES", "FLA_VERSION", "INSTALL_HINT", "fla_decode", "unsupported"]
+__all__ = ["FEATURES", "FLA_VERSION", "INSTALL_HINT", "fla_decode", "recurrent", "unsupported"]
