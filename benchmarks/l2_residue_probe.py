@@ -11,7 +11,7 @@ this probe measures both on one case:
 * a *neighbour* kernel that relies on L2 (here: one that re-reads a buffer of
   0.6 x L2 in every call) may find less L2 to work with.
 
-Each row starts from a scrubbed L2 (``harness/l2scrub.py``), runs one step over every
+Each row starts from a scrubbed L2 (``harness/bench/l2scrub.py``), runs one step over every
 input set (or nothing), optionally scrubs again, then times the row's kernel.
 
 Usage (on a GPU): ``python benchmarks/l2_residue_probe.py [--shape 16/32 --layout kv --batch 32]``.
@@ -25,8 +25,10 @@ from functools import partial
 import torch
 import triton
 
-from harness.bench import command as bench
+from harness.bench.config import parse_shapes
+from harness.bench.inputsets import probe_case
 from harness.bench.l2scrub import BLOCK, L2Scrubber, read
+from harness.bench.timing import l2_bytes, time_calls
 from kernels.packed_decode import packed_decode
 
 NEIGHBOUR_L2_FRACTION = 0.6
@@ -41,38 +43,31 @@ def main() -> None:
     p.add_argument("--replays", type=int, default=50)
     args = p.parse_args()
     device = torch.device("cuda")
-    (shape,) = bench.parse_shapes(args.shape)
-    l2 = bench._l2_bytes(device)
-    bufs = bench.probe_case(shape, args.batch, args.layout, device)
-    sets = len(bufs.sets)
+    (shape,) = parse_shapes(args.shape)
+    l2 = l2_bytes(device)
+    sets = probe_case(shape, args.batch, args.layout, device)
     scrub = L2Scrubber(device, l2)
     neighbour_buf = torch.randn(int(NEIGHBOUR_L2_FRACTION * l2) // 4, device=device)
     sink = torch.empty(triton.cdiv(neighbour_buf.numel(), BLOCK), device=device)
 
-    kwargs = bufs.kwargs()
     steps = {
         "plain": partial(packed_decode, act_first=0, load_evict_last=0, store_streaming=0),
         "evict_last": partial(packed_decode, act_first=0, load_evict_last=1, store_streaming=0),
     }
+    step_calls = {name: sets.calls(f) for name, f in steps.items()}
 
     def run_once(name: str | None) -> None:
-        if name is not None:
-            for i in range(sets):
-                steps[name](*bufs.args(i), **kwargs)
+        for call in step_calls[name] if name is not None else []:
+            call()
         torch.cuda.synchronize()
 
     def time(calls) -> float:
-        t = bench.time_calls(calls, device, args.replays, use_graph=True, scrub=False)
-        return t.median_us
+        return time_calls(calls, device, args.replays, use_graph=True, scrub=False).median_us
 
     neighbour = [lambda: read(neighbour_buf, sink)] * NEIGHBOUR_CALLS
-    step_calls = {
-        name: [(lambda i=i, f=f: f(*bufs.args(i), **kwargs)) for i in range(sets)]
-        for name, f in steps.items()
-    }
     card = torch.cuda.get_device_name(device)
     print(f"card: {card} | L2 {l2 >> 20} MiB | {shape.label} {args.layout} B={args.batch}")
-    print(f"{sets} input sets | us per call, median of {args.replays} graph replays")
+    print(f"{sets.count} input sets | us per call, median of {args.replays} graph replays")
     for before in (None, "plain", "evict_last"):
         for scrub_after in (False, True):
             rows = {"neighbour": neighbour, **{f"step {n}": c for n, c in step_calls.items()}}

@@ -30,7 +30,9 @@ import torch
 import triton
 import triton.language as tl
 
-from harness.bench import command as bench
+from harness.bench.config import Shape, parse_shapes
+from harness.bench.inputsets import probe_case
+from harness.bench.timing import time_calls
 from kernels.packed_decode import default_tuning, packed_decode
 
 TILE_SWEEP = ((1, 1), (2, 1), (8, 1), (8, 2), (16, 4), (32, 4), (64, 8))
@@ -83,11 +85,10 @@ def _tiles_kernel(
         tl.store(ptrs, s * 0.5, mask=mask)
 
 
-def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[str, list]:
+def probe_calls(shape: Shape, layout: str, device: torch.device) -> dict[str, list]:
     """Each probe's calls at B = 1 for ``shape`` in ``layout``, one per input set."""
-    bufs = bench.probe_case(shape, 1, layout, device)
-    sets = len(bufs.sets)
-    pool = bufs.pool
+    case = probe_case(shape, 1, layout, device)
+    sets, pool = case.count, case.pool
     tune = default_tuning(shape.K, shape.V, layout, shape.HV)
     rows_total = shape.HV * shape.V  # one slot's value rows (vk) or columns (kv)
     flag = torch.zeros(sets, dtype=torch.int32, device=device)
@@ -99,7 +100,7 @@ def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[s
         warps: int = tune["num_warps"],
         stream: bool = False,
     ):
-        idx = bufs.sets[i].state_indices
+        idx = case.indices(i)
         state = pool if use_index else pool[i]  # set i owns slot i at B = 1
         return lambda: _tiles_kernel[(triton.cdiv(rows_total, BV),)](
             state, idx, pool.stride(0), rows_total, K=shape.K, V=shape.V, BV=BV,
@@ -107,13 +108,12 @@ def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[s
         )  # fmt: skip
 
     sweep = TILE_SWEEP if layout == "vk" else KV_TILE_SWEEP
-    kwargs = bufs.kwargs()
     calls = {
         "tiles": [tiles(i, False) for i in range(sets)],
         "index+tiles": [tiles(i, True) for i in range(sets)],
         "tiles stream": [tiles(i, False, stream=True) for i in range(sets)],
         "index+tiles stream": [tiles(i, True, stream=True) for i in range(sets)],
-        "packed": [(lambda i=i: packed_decode(*bufs.args(i), **kwargs)) for i in range(sets)],
+        "packed": case.calls(packed_decode),
         **{f"tiles {bv}/{w}": [tiles(i, False, bv, w) for i in range(sets)] for bv, w in sweep},
     }
     if layout == "vk":
@@ -123,11 +123,11 @@ def probe_calls(shape: bench.Shape, layout: str, device: torch.device) -> dict[s
 
 
 def probe(
-    shape: bench.Shape, device: torch.device, replays: int, layouts: tuple[str, ...] = ("vk", "kv")
+    shape: Shape, device: torch.device, replays: int, layouts: tuple[str, ...] = ("vk", "kv")
 ) -> dict[str, float]:
     """Microseconds per call of each probe, timed as the bench times a step."""
     return {
-        name: bench.time_calls(calls, device, replays, use_graph=True).median_us
+        name: time_calls(calls, device, replays, use_graph=True).median_us
         for layout in layouts
         for name, calls in probe_calls(shape, layout, device).items()
     }
@@ -141,7 +141,7 @@ def main() -> None:
     device = torch.device("cuda")
     print(f"card: {torch.cuda.get_device_name(device)} | triton {triton.__version__}")
     print(f"{'shape':>8} {'probe':>22} {'us/call':>8}")
-    for shape in bench.parse_shapes(args.shapes):
+    for shape in parse_shapes(args.shapes):
         for name, us in probe(shape, device, args.replays).items():
             print(f"{shape.label:>8} {name:>22} {us:8.2f}")
 

@@ -20,7 +20,10 @@ import subprocess
 
 import torch
 
-from harness.bench import command as bench
+from harness.bench.config import parse_shapes
+from harness.bench.inputsets import probe_case
+from harness.bench.table import time_sets
+from harness.bench.verify import prepare_check, run_check
 from harness.impls.registry import load_implementation
 
 CLOCK_QUERY = "clocks.sm,clocks.mem,temperature.gpu,power.draw"
@@ -51,18 +54,17 @@ def main() -> None:
     p.add_argument("--no-check", action="store_true")
     args = p.parse_args()
     device = torch.device("cuda")
-    (shape,) = bench.parse_shapes(args.shape)
-    bufs = bench.probe_case(shape, args.batch, args.layout, device)
-    sets = len(bufs.sets)
-    chk = None if args.no_check else bench.prepare_check(bufs, 16, "bf16", "fp32")
+    (shape,) = parse_shapes(args.shape)
+    sets = probe_case(shape, args.batch, args.layout, device)
+    chk = None if args.no_check else prepare_check(sets, 16)
     impls = [load_implementation(s) for s in args.impls.split(",")]
-    print(f"card: {torch.cuda.get_device_name(device)} | sets {sets} | {CLOCK_QUERY}")
+    print(f"card: {torch.cuda.get_device_name(device)} | sets {sets.count} | {CLOCK_QUERY}")
     for r in range(args.rounds):
         for pos, impl in enumerate(impls):
             if chk is not None:
-                ok, detail = bench.run_check(impl.fn, bufs, chk)
+                ok, detail = run_check(impl.fn, sets, chk)
                 assert ok, detail
-            t = bench._time_impl(impl.fn, bufs, device, args.replays)
+            t = time_sets(impl.fn, sets, device, args.replays)
             print(
                 f"round {r} pos {pos} {impl.spec:>40} median {t.median_us:8.2f} us"
                 f" min {t.min_us:8.2f} | {card_state()}",

@@ -23,13 +23,16 @@ Usage (on a GPU): ``python benchmarks/pdl_probe.py [--shapes 16/32,4/8] [--batch
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents
 
-from harness.bench import command as bench
+from harness.bench.config import Shape, parse_ints, parse_shapes
+from harness.bench.inputsets import probe_case
+from harness.bench.timing import time_calls
 from kernels.packed_decode import packed_decode
 
 PRED_BLOCK = 1024
@@ -62,22 +65,21 @@ def _pair(first, second):
 
 
 def probe_row(
-    shape: bench.Shape, B: int, layout: str, device: torch.device, replays: int
+    shape: Shape, B: int, layout: str, device: torch.device, replays: int
 ) -> dict[str, float]:
     """Microseconds per step for each (order, pdl) at one (shape, layout, B)."""
-    bufs = bench.probe_case(shape, B, layout, device)
-    sets = len(bufs.sets)
-    kwargs = bufs.kwargs()
+    case = probe_case(shape, B, layout, device)
+    sets = case.count
     # The predecessor moves about as many bytes as the step's state.
     numel = max(1 << 16, B * shape.HV * shape.K * shape.V)
     src = [torch.randn(numel, device=device) for _ in range(sets)]
     dst = [torch.empty(numel, device=device) for _ in range(sets)]
 
     def steps(pdl: int):
-        return [(lambda i=i: packed_decode(*bufs.args(i), **kwargs, pdl=pdl)) for i in range(sets)]
+        return case.calls(partial(packed_decode, pdl=pdl))
 
     def time(calls) -> float:
-        return bench.time_calls(calls, device, replays, use_graph=True).median_us
+        return time_calls(calls, device, replays, use_graph=True).median_us
 
     row = {}
     for pdl in (0, 1):
@@ -102,9 +104,9 @@ def main() -> None:
     device = torch.device("cuda")
     print(f"card: {torch.cuda.get_device_name(device)} | triton {triton.__version__}")
     print("us per step; 'after ...' rows: the pair's time minus the predecessor's")
-    for shape in bench.parse_shapes(args.shapes):
+    for shape in parse_shapes(args.shapes):
         for layout in args.layouts.split(","):
-            for B in bench.parse_ints(args.batches):
+            for B in parse_ints(args.batches):
                 for name, us in probe_row(shape, B, layout, device, args.replays).items():
                     print(f"{shape.label:>6} {layout} B={B:<5} {name:>28} {us:9.2f}", flush=True)
 

@@ -1,4 +1,4 @@
-"""Tests of ``gdn-harness bench`` (harness/bench.py) that need no GPU.
+"""Tests of ``gdn-harness bench`` (harness/bench/) that need no GPU.
 
 The arithmetic that turns timings into claims (the byte floor, the input-set
 rotation, the target verdicts) is checked on known numbers; the whole command
@@ -17,20 +17,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.bench import command as bench
-from harness.bench.command import (
-    Shape,
-    auto_input_sets,
+from harness.bench import floor, inputsets, recurrent
+from harness.bench.bandwidth import best_copy
+from harness.bench.config import Shape, parse_shapes
+from harness.bench.floor import auto_input_sets, set_footprint, step_bytes
+from harness.bench.rows import (
+    SCHEMA,
+    CaseRow,
+    CopyBandwidth,
+    MainRow,
+    RecurrentRow,
+    strict_json,
+)
+from harness.bench.table import refloor
+from harness.bench.targets import (
     evaluate_recurrent,
     evaluate_targets,
-    parse_shapes,
-    sample_rows,
-    set_footprint,
-    step_bytes,
-    strict_json,
     target_cell,
     target_summary,
 )
+from harness.bench.timing import l2_bytes
+from harness.bench.verify import sample_rows
 from harness.cli import main
 
 TESTS = Path(__file__).resolve().parent
@@ -70,26 +77,29 @@ def test_floor_time_and_percent_from_copy_bandwidth():
     assert 100 * floor_us / measured_us == pytest.approx(97.0)
 
 
+def _copy(GBps: float) -> CopyBandwidth:
+    return CopyBandwidth(2**30, 2**31, 20, 2**31 / GBps / 1e6, GBps, "test")
+
+
 def test_floor_takes_the_faster_of_the_two_copy_measurements():
-    first = {"GBps": 2900.0, "reps": 20}
-    best = bench.best_copy(first, {"GBps": 3000.0, "reps": 20})
-    assert best["GBps"] == 3000.0
-    assert (best["start_GBps"], best["end_GBps"]) == (2900.0, 3000.0)
-    assert bench.best_copy({"GBps": 3000.0}, {"GBps": 2900.0})["GBps"] == 3000.0
+    best = best_copy(_copy(2900.0), _copy(3000.0))
+    assert best.GBps == 3000.0
+    assert (best.start_GBps, best.end_GBps) == (2900.0, 3000.0)
+    assert best_copy(_copy(3000.0), _copy(2900.0)).GBps == 3000.0
 
 
 def test_refloor_recomputes_percent_and_verdicts():
     floor_bytes = 3000e9 * 97e-6  # 97 us at 3000 GB/s
     row = _row(256, floor_bytes=floor_bytes, time_us=100.0, speedup=2.0)
-    bench.refloor([row], 2900.0)  # slower copy: the kernel looks better
-    assert row["pct_floor"] == pytest.approx(100.0 * 3000 / 2900 * 0.97)
-    assert all(t["ok"] for t in row["targets"])
-    bench.refloor([row], 3000.0)
-    assert row["pct_floor"] == pytest.approx(97.0)
-    assert row["floor_us"] == pytest.approx(97.0)
+    refloor([row], 2900.0)  # slower copy: the kernel looks better
+    assert row.pct_floor == pytest.approx(100.0 * 3000 / 2900 * 0.97)
+    assert row.targets and all(t.ok for t in row.targets)
+    refloor([row], 3000.0)
+    assert row.pct_floor == pytest.approx(97.0)
+    assert row.floor_us == pytest.approx(97.0)
     untimed = _row(256, floor_bytes=floor_bytes)
-    bench.refloor([untimed], 3000.0)
-    assert "pct_floor" not in untimed
+    refloor([untimed], 3000.0)
+    assert untimed.pct_floor is None and "pct_floor" not in strict_json(untimed)
 
 
 def test_set_footprint_counts_state_once():
@@ -102,22 +112,22 @@ def test_auto_input_sets_exceed_l2_and_respect_limits():
     l2 = 50 * 2**20
     per_set = set_footprint(1, Shape(16, 32), 2, 4)  # ~2 MiB of state
     n = auto_input_sets(per_set, l2)
-    assert n * per_set >= bench.L2_FACTOR * l2
-    assert (n - 1) * per_set < bench.L2_FACTOR * l2  # no more than needed
+    assert n * per_set >= floor.L2_FACTOR * l2
+    assert (n - 1) * per_set < floor.L2_FACTOR * l2  # no more than needed
     big = set_footprint(1024, Shape(16, 32), 2, 4)  # 2 GiB: already far beyond L2
-    assert auto_input_sets(big, l2) == bench.MIN_SETS
-    assert auto_input_sets(1, l2) == bench.MAX_SETS
+    assert auto_input_sets(big, l2) == floor.MIN_SETS
+    assert auto_input_sets(1, l2) == floor.MAX_SETS
     assert auto_input_sets(big, l2, mem_budget=big) == 1  # never more than fits
 
 
 def test_probe_case_rotates_as_the_bench_does():
     shape = Shape(1, 2, 16, 16)
-    bufs = bench.probe_case(shape, 3, "kv", torch.device("cpu"))
+    sets = inputsets.probe_case(shape, 3, "kv", torch.device("cpu"))
     per_set = set_footprint(3, shape, 2, 4)
-    assert len(bufs.sets) == auto_input_sets(per_set, bench._l2_bytes(torch.device("cpu")))
-    assert bufs.pool.dtype == torch.float32 and bufs.pool.shape[1:] == (2, 16, 16)
-    assert bufs.sets[0].mixed_qkv.dtype == torch.bfloat16
-    assert sorted(bufs.sets[1].state_indices.tolist()) == [3, 4, 5]
+    assert sets.count == auto_input_sets(per_set, l2_bytes(torch.device("cpu")))
+    assert sets.pool.dtype == torch.float32 and sets.pool.shape[1:] == (2, 16, 16)
+    assert sets.args(0)[0].dtype == torch.bfloat16
+    assert sorted(sets.indices(1).tolist()) == [3, 4, 5]
 
 
 def test_sample_rows_cover_first_and_last():
@@ -138,11 +148,16 @@ def test_parse_shapes():
 # --- targets -----------------------------------------------------------------------
 
 
-def _row(B, layout="vk", impl="packed", shape=(16, 32), **measured):
-    row = {"impl": impl, "H": shape[0], "HV": shape[1], "K": 128, "V": 128, "B": B,
-           "layout": layout, "act_dtype": "bf16", "state_dtype": "fp32", "shape": "x"}  # fmt: skip
-    row.update(measured)
-    return row
+def _row(B, layout="vk", impl="packed", shape=(16, 32), act_dtype="bf16", **measured):
+    dims = Shape(*shape)
+    sb = step_bytes(B, dims, 2, 4)
+    fields = dict(act_dtype=act_dtype, state_dtype="fp32", input_sets=2, rotated_bytes=0,
+                  floor_bytes=sb.total, floor_breakdown=sb, impl=impl)  # fmt: skip
+    return MainRow(**CaseRow.case(dims, layout, B), **{**fields, **measured})
+
+
+def _rec(**measured):
+    return RecurrentRow(**CaseRow.case(Shape(16, 32), "vk", 1), input_sets=2, **measured)
 
 
 def _verdicts(row):
@@ -201,16 +216,16 @@ def test_targets_untimed_row_misses_everything():
 def test_targets_apply_only_to_packed_on_stated_configs():
     assert evaluate_targets(_row(256, impl="baseline", pct_floor=10.0, speedup=1.0)) == []
     assert evaluate_targets(_row(256, shape=(16, 64), pct_floor=10.0, speedup=1.0)) == []
-    fp16 = {**_row(256, pct_floor=10.0, speedup=1.0), "act_dtype": "fp16"}
+    fp16 = _row(256, pct_floor=10.0, speedup=1.0, act_dtype="fp16")
     assert evaluate_targets(fp16) == []
 
 
 def test_recurrent_target_within_ten_percent():
-    assert evaluate_recurrent({"baseline_us": 11.0, "fla_us": 10.0}).ok is True
-    assert evaluate_recurrent({"baseline_us": 11.2, "fla_us": 10.0}).ok is False
-    assert evaluate_recurrent({"baseline_us": 5.0, "fla_us": 10.0}).ok is True  # faster is fine
-    assert evaluate_recurrent({"baseline_us": 5.0}) is None  # FLA not installed
-    disagree = {"baseline_us": 5.0, "fla_us": 10.0, "agree": False}
+    assert evaluate_recurrent(_rec(baseline_us=11.0, fla_us=10.0)).ok is True
+    assert evaluate_recurrent(_rec(baseline_us=11.2, fla_us=10.0)).ok is False
+    assert evaluate_recurrent(_rec(baseline_us=5.0, fla_us=10.0)).ok is True  # faster is fine
+    assert evaluate_recurrent(_rec(baseline_us=5.0)) is None  # FLA not installed
+    disagree = _rec(baseline_us=5.0, fla_us=10.0, agree=False)
     assert evaluate_recurrent(disagree).ok is False  # fast but computing something else
 
 
@@ -221,24 +236,20 @@ def test_target_cell_and_summary():
     assert cells[0].startswith("MISS: ") and "97%" in cells[0] and "faster" in cells[0]
     assert cells[1] == "PASS"
     assert target_cell([]) == "-"
-    from dataclasses import asdict
-
-    report = {
-        "rows": [{**r, "targets": [asdict(t) for t in evaluate_targets(r)]} for r in (miss, ok)],
-        "recurrent": {"rows": [{"shape": "x", "layout": "vk", "B": 1, "target": None},
-                               {"shape": "x", "layout": "kv", "B": 2,
-                                "target": asdict(evaluate_recurrent(
-                                    {"baseline_us": 2.0, "fla_us": 1.0}))}]},
-    }  # fmt: skip
-    n, passed, misses = target_summary(report)
-    assert (n, passed, len(misses)) == (5, 2, 3)
-    assert any("recurrent" in m for m in misses)
+    for r in (miss, ok):
+        r.targets = evaluate_targets(r)
+    slow = _rec(baseline_us=2.0, fla_us=1.0)
+    slow.target = evaluate_recurrent(slow)
+    tally = target_summary([miss, ok], [_rec(), slow])
+    assert (tally.evaluated, tally.passed, len(tally.missed)) == (5, 2, 3)
+    assert any("recurrent" in m for m in tally.missed)
 
 
 def test_load_fla_reports_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "fla.ops.gated_delta_rule", None)  # import fails
-    fn, desc = bench.load_fla()
-    assert fn is None and desc.startswith("fla not installed")
+    monkeypatch.delitem(sys.modules, recurrent.FLA_ADAPTER, raising=False)  # imported anew
+    fla, desc = recurrent.load_fla()
+    assert fla is None and desc.startswith("fla not installed")
 
 
 def test_strict_json():
@@ -265,7 +276,7 @@ def test_dry_run_end_to_end(tmp_path, monkeypatch, capsys):
                "--impl", "fixtures_impls:decode_zero"])  # fmt: skip
     assert rc == 1
     report = json.loads((out / "bench.json").read_text())
-    assert report["schema"] == bench.SCHEMA and report["dry"] is True
+    assert report["schema"] == SCHEMA and report["dry"] is True
     assert "partial" not in report  # the run finished
     assert report["device"]["kind"] == "cpu" and report["versions"]["torch"]
     copy = report["copy_bandwidth"]
@@ -318,14 +329,12 @@ def test_recurrent_only_writes_reports(tmp_path):
 
 @pytest.mark.parametrize("order", ["permuted", "identity"])
 def test_slot_orders_give_each_set_its_own_region(order):
-    bufs = bench.build_case(
-        Shape(1, 2, 16, 16), 5, "vk", 3, torch.bfloat16, torch.float32, torch.device("cpu"),
-        slot_order=order,
-    )  # fmt: skip
-    for i, s in enumerate(bufs.sets):
-        idx = s.state_indices.tolist()
+    sets = inputsets.build_sets(
+        Shape(1, 2, 16, 16), 5, "vk", 3, "bf16", "fp32", torch.device("cpu"), slot_order=order
+    )
+    indices = [sets.indices(i).tolist() for i in range(sets.count)]
+    for i, idx in enumerate(indices):
         assert sorted(idx) == list(range(5 * i, 5 * i + 5))
         if order == "identity":
             assert idx == list(range(5 * i, 5 * i + 5))
-    permuted = [s.state_indices.tolist() for s in bufs.sets]
-    assert (order == "identity") == all(p == sorted(p) for p in permuted)
+    assert (order == "identity") == all(p == sorted(p) for p in indices)

@@ -1,0 +1,237 @@
+"""What a run shows: the console tables and footer, and bench.md.
+
+Plain Python over the typed rows of ``rows.py`` (no torch). The plot is
+``plot.py``; bench.json is ``rows.strict_json`` of the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.bench.config import SLOT_ORDERS
+from harness.bench.rows import CopyBandwidth, HarnessCost, MainRow, RecurrentRow, Report
+from harness.bench.targets import target_cell, target_summary
+
+MAIN_COLUMNS = (
+    "shape",
+    "layout",
+    "B",
+    "impl",
+    "sets",
+    "time_us",
+    "x_base",
+    "GB/s",
+    "%floor",
+    "%copy",
+    "check",
+    "targets",
+)
+RECURRENT_COLUMNS = (
+    "shape",
+    "layout",
+    "B",
+    "sets",
+    "baseline_us",
+    "fla_us",
+    "base/fla",
+    "agree",
+    "target",
+)
+LEFT_ALIGNED = {"shape", "layout", "impl", "check", "targets", "agree", "target"}
+
+
+def fmt(x: Any, spec: str = ".2f") -> str:
+    """A measured number for a table cell; '-' where it was not measured."""
+    return "-" if x is None else format(x, spec)
+
+
+def main_table_rows(rows: Sequence[MainRow]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        check = r.check if r.status in ("ok", "check-failed") else r.status.upper()
+        out.append(
+            [
+                r.shape,
+                r.layout,
+                str(r.B),
+                r.impl,
+                str(r.input_sets),
+                fmt(r.time_us),
+                fmt(r.speedup),
+                fmt(r.GBps, ".0f"),
+                fmt(r.pct_floor, ".1f"),
+                fmt(r.pct_copy, ".1f"),
+                check,
+                target_cell(r.targets),
+            ]
+        )
+    return out
+
+
+def recurrent_table_rows(rows: Sequence[RecurrentRow]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        agree = "-"
+        if r.agree is not None:
+            agree = "yes" if r.agree else "NO"
+        elif r.fla_error is not None:
+            agree = "ERROR"
+        t = r.target
+        out.append(
+            [
+                r.shape,
+                r.layout,
+                str(r.B),
+                str(r.input_sets),
+                fmt(r.baseline_us),
+                fmt(r.fla_us),
+                fmt(r.ratio, ".3f"),
+                agree,
+                "-" if t is None else ("PASS" if t.ok else "MISS"),
+            ]
+        )
+    return out
+
+
+def text_table(columns: Sequence[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)
+    ]
+    right = {i for i, c in enumerate(columns) if c not in LEFT_ALIGNED}
+
+    def line(cells):
+        return "  ".join(
+            (c.rjust(w) if i in right else c.ljust(w))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def md_table(columns: Sequence[str], rows: list[list[str]]) -> str:
+    head = "| " + " | ".join(columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    return "\n".join([head, sep, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def harness_cost_lines(cost: HarnessCost) -> list[str]:
+    lines = []
+    o = cost.oracle
+    if o:
+        s = o.shape
+        extra = f" (timed {o.rows_timed} rows, scaled linearly)" if o.extrapolated else ""
+        lines.append(
+            f"check of one step at B={s['B']} H={s['H']} HV={s['HV']} K={s['K']} V={s['V']}: "
+            f"{o.seconds_full_batch:.1f} s{extra}, {o.ns_per_state_element:.2f} ns per "
+            f"state element, {o.workers} check workers"
+        )
+    r = cost.runner
+    if r:
+        c = r.case
+        lines.append(
+            f"runner per case (run_case, packed + baseline, B={c['B']} HV={c['HV']} K={c['K']}): "
+            f"{r.wall_ms:.1f} ms wall, {r.kernel_ms:.3f} ms kernels, "
+            f"{r.overhead_ms:.1f} ms overhead ({r.status})"
+        )
+    for key in ("oracle_error", "runner_error"):
+        if getattr(cost, key) is not None:
+            lines.append(f"{key.replace('_', ' ')}: {getattr(cost, key)}")
+    return lines
+
+
+def _summary(report: Report):
+    rec = report.recurrent.rows if report.recurrent else []
+    return target_summary(report.rows or [], rec)
+
+
+def _copy_spread(copy: CopyBandwidth) -> str:
+    if copy.start_GBps is None:
+        return ""
+    return f"; start {copy.start_GBps:.0f}, end {copy.end_GBps:.0f}: the faster"
+
+
+def render_md(report: Report) -> str:
+    dev, ver, copy = report.device, report.versions or {}, report.copy_bandwidth
+    lines = [
+        "# gdn-harness bench",
+        "",
+        f"- card: **{dev.get('name')}** ({dev.get('kind')}); "
+        f"L2 {dev.get('l2_bytes', 0) / 2**20:.0f} MiB",
+        f"- versions: python {ver['python']}, torch {ver['torch']}, triton {ver['triton']}, "
+        f"cuda {ver.get('cuda')}",
+        f"- created {report.created}{' (DRY RUN: not a measurement)' if report.dry else ''}",
+    ]
+    if copy:
+        lines.append(
+            f"- copy bandwidth (floor denominator): {copy.GBps:.0f} GB/s "
+            f"({copy.bytes_copied / 2**30:.2f} GiB copied, median of {copy.reps}"
+            + _copy_spread(copy)
+            + ")"
+        )
+    order = report.config.get("slot_order", "permuted")
+    if order != "permuted":
+        lines.append(f"- slot order: {order}: {SLOT_ORDERS[order]}")
+    lines += [
+        "- compare only numbers from one run (one JSON): the floor is this card's copy "
+        "bandwidth in this run",
+        "",
+    ]
+    if report.rows:
+        how = "eager wall clock, DRY RUN" if report.dry else "CUDA-graph replay, median"
+        lines += [
+            f"## Decode step: time per call ({how}, rotated input sets)",
+            "",
+            md_table(MAIN_COLUMNS, main_table_rows(report.rows)),
+            "",
+        ]
+    rec = report.recurrent
+    if rec:
+        lines += [
+            "## Recurrent kernel alone: baseline_recurrent vs FLA",
+            "",
+            f"FLA: {rec.fla}. {rec.note}",
+            "",
+        ]
+        if rec.rows:
+            lines += [md_table(RECURRENT_COLUMNS, recurrent_table_rows(rec.rows)), ""]
+    if report.harness_cost:
+        lines += [
+            "## The harness's own cost",
+            "",
+            *(f"- {x}" for x in harness_cost_lines(report.harness_cost)),
+            "",
+        ]
+    tally = _summary(report)
+    lines += ["## Targets", "", f"{tally.passed} of {tally.evaluated} passed.", ""]
+    lines += [f"- MISS {m}" for m in tally.missed]
+    return "\n".join(lines) + "\n"
+
+
+def console_report(report: Report, out_dir: Path) -> str:
+    """The tail of the output: recurrent table, harness cost, then the main table and a footer."""
+    parts = []
+    rec = report.recurrent
+    if rec:
+        parts.append(f"== recurrent kernel alone (FLA: {rec.fla}) ==")
+        if rec.rows:
+            parts.append(text_table(RECURRENT_COLUMNS, recurrent_table_rows(rec.rows)))
+    if report.harness_cost:
+        parts += ["== harness cost ==", *harness_cost_lines(report.harness_cost)]
+    if report.rows:
+        how = "eager wall clock (DRY RUN)" if report.dry else "CUDA-graph replay, median"
+        parts.append(f"== decode step: time per call, {how} ==")
+        parts.append(text_table(MAIN_COLUMNS, main_table_rows(report.rows)))
+    copy, versions = report.copy_bandwidth, report.versions or {}
+    tally = _summary(report)
+    footer = [
+        f"card: {report.device.get('name')} | torch {versions['torch']} | triton "
+        f"{versions['triton']}"
+        + (f" | copy {copy.GBps:.0f} GB/s{_copy_spread(copy)}" if copy else "")
+        + (" | DRY RUN (not a measurement)" if report.dry else ""),
+        f"targets: {tally.passed}/{tally.evaluated} passed"
+        + (f"; {len(tally.missed)} missed" if tally.missed else ""),
+        f"checks failed: {report.failed_checks} | report: {out_dir}",
+    ]
+    return "\n".join([*parts, *footer])
