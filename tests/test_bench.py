@@ -8,6 +8,8 @@ graphs), including a wrong plug-in that must be reported FAIL and never timed.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import math
 import sys
@@ -17,10 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.bench import floor, inputsets, recurrent
+from harness.bench import floor, inputsets, recurrent, verify
 from harness.bench.bandwidth import best_copy
 from harness.bench.config import Shape, parse_shapes
-from harness.bench.floor import auto_input_sets, set_footprint, step_bytes
+from harness.bench.floor import StepBytes, auto_input_sets, set_footprint, step_bytes
 from harness.bench.rows import (
     SCHEMA,
     CaseRow,
@@ -38,7 +40,11 @@ from harness.bench.targets import (
 )
 from harness.bench.timing import l2_bytes
 from harness.bench.verify import sample_rows
+from harness.check.tolerance import resolve
 from harness.cli import main
+from harness.core.spec import Tolerance
+from harness.impls.oracle import oracle_decode
+from harness.inputs import build_inputs, slot_indices
 
 TESTS = Path(__file__).resolve().parent
 
@@ -256,6 +262,137 @@ def test_strict_json():
     out = strict_json({"a": [float("nan"), 1.0], "b": {"c": float("inf")}})
     assert out == {"a": ["nan", 1.0], "b": {"c": "inf"}}
     json.dumps(out, allow_nan=False)
+
+
+# --- built on the harness's parts --------------------------------------------------------
+
+CPU = torch.device("cpu")
+TINY = Shape(1, 2, 16, 16)
+
+
+def test_input_sets_are_rows_of_one_harness_case():
+    """The sets are what harness.inputs builds for one case of R*B rows; set i's
+    slots are the harness's order for one set (seed + i), moved to its region."""
+    sets = inputsets.build_sets(TINY, 3, "kv", 4, "bf16", "fp32", CPU, seed=5)
+    again = build_inputs(inputsets.rotation_spec(sets.spec, 4))
+    for name in ("mixed_qkv", "a", "b", "A_log", "dt_bias", "state"):
+        assert torch.equal(getattr(sets.inputs, name), getattr(again, name)), name
+    for i in range(4):
+        own = slot_indices(dataclasses.replace(sets.spec, seed=5 + i))
+        assert sets.indices(i).tolist() == [3 * i + s for s in own]
+        qkv, a, *_, state, idx, out = sets.args(i)
+        assert torch.equal(qkv, sets.inputs.mixed_qkv[3 * i : 3 * i + 3]) and state is sets.pool
+        assert a.stride() == sets.inputs.a.stride() and out.shape == (3, 2, 16)
+        assert idx.dtype == torch.int32 and torch.equal(idx, sets.indices(i))
+    assert sets.spec.B == 3 and sets.spec.pool == 3  # what `unsupported` hooks see
+
+
+def test_check_goes_through_the_harness_check(monkeypatch):
+    """run_check: the harness's tolerance and error statistics on the sampled rows,
+    every output row must be written, and every call starts from the same state."""
+    sets = inputsets.build_sets(TINY, 5, "vk", 2, "bf16", "fp32", CPU)
+    chk = verify.prepare_check(sets, 3)
+    assert chk.rows.tolist() == [0, 2, 4]
+    assert chk.ctx.tol_state == resolve(Tolerance(), "fp32", 16)
+    assert chk.ctx.tol_out == resolve(Tolerance(), "bf16", 16)
+
+    def off_state(*args, **kw):  # row 2's slot 0.1% off: far beyond the fp32 bound
+        oracle_decode(*args, **kw)
+        args[5][args[6][2]] *= 1.001
+
+    def unwritten(*args, **kw):
+        oracle_decode(*args, **kw)
+        args[7][1] = float("nan")
+
+    def raises(*args, **kw):
+        raise ValueError("no")
+
+    ok, detail = verify.run_check(off_state, sets, chk)
+    assert not ok and detail.startswith("state: ") and "elements over tolerance" in detail
+    ok, detail = verify.run_check(unwritten, sets, chk)
+    assert (ok, detail) == (False, "1 of 5 output rows not finite (unwritten?)")
+    assert verify.run_check(raises, sets, chk) == (False, "raised ValueError: no")
+    ok, detail = verify.run_check(oracle_decode, sets, chk)  # from the restored state
+    assert ok and detail.startswith("3 sampled rows vs float64 oracle"), detail
+
+
+def test_rows_are_written_as_before():
+    """Typed rows in bench.json: fields in the old order, unmeasured ones left out,
+    a recurrent row's target written as null."""
+    row = _row(4, floor_bytes=1000)
+    refloor([row], 1.0)
+    row.copy_us = 2.0
+    assert list(strict_json(row)) == [
+        "shape", "H", "HV", "K", "V", "layout", "B", "act_dtype", "state_dtype", "input_sets",
+        "rotated_bytes", "floor_bytes", "floor_breakdown", "impl", "status", "check", "detail",
+        "floor_us", "targets", "copy_us",
+    ]  # fmt: skip
+    written = strict_json(row)
+    assert list(written["floor_breakdown"]) == [f.name for f in dataclasses.fields(StepBytes)]
+    missed = {"name": "faster than baseline", "ok": False}
+    assert written["targets"][0] == {**missed, "detail": "faster than baseline: not measured"}
+    rec = strict_json(_rec(baseline_us=1.5))
+    assert rec["target"] is None and "fla_us" not in rec and rec["baseline_us"] == 1.5
+
+
+def test_split_sets_are_what_the_baseline_recurs_on():
+    """The recurrent comparison's inputs are the baseline's own stage 1 and 2 outputs:
+    its recurrent kernel on them is bit for bit baseline_decode on the set."""
+    from kernels import baseline_decode
+    from kernels.baseline import baseline_recurrent
+
+    one = inputsets.build_sets(TINY, 3, "vk", 2, "bf16", "fp32", CPU, slot_order="identity")
+    two = inputsets.build_sets(TINY, 3, "vk", 2, "bf16", "fp32", CPU, slot_order="identity")
+    s = recurrent.split_sets(one)[1]
+    idx = torch.arange(3, dtype=torch.int32)
+    baseline_recurrent(s.q, s.k, s.v, s.g, s.beta, s.state, idx, s.out, scale=0.25)
+    baseline_decode(*two.args(1), **two.kwargs())
+    assert torch.equal(one.out(1), two.out(1)) and torch.equal(one.pool, two.pool)
+    assert s.state.data_ptr() == one.pool[3].data_ptr()  # set 1's dense block, in place
+
+
+@pytest.mark.parametrize("v_first", [True, False], ids=["state_v_first", "transposed"])
+def test_fla_recurrent_maps_the_vk_layout(v_first, monkeypatch):
+    """The adapter's recurrent(): a vk state gives the transpose of the kv result,
+    through FLA's V-first keyword or by transposing around the call."""
+    fla, desc = recurrent.load_fla()
+    if fla is None:
+        pytest.skip(desc)
+    if not v_first:
+        monkeypatch.setitem(fla.FEATURES, "v_first_kwarg", None)
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(2, 1, 1, 16, generator=g) for _ in range(2))
+    v = torch.randn(2, 1, 2, 8, generator=g)
+    gate, beta = -torch.rand(2, 1, 2, generator=g), torch.rand(2, 1, 2, generator=g)
+    kv = torch.randn(2, 2, 16, 8, generator=g)
+    kw = {"scale": 0.25, "use_qk_l2norm_in_kernel": True}
+    o_kv, h_kv = fla.recurrent(q, k, v, gate, beta, kv, state_layout="kv", **kw)
+    o_vk, h_vk = fla.recurrent(q, k, v, gate, beta, kv.transpose(-1, -2).contiguous(),
+                               state_layout="vk", **kw)  # fmt: skip
+    assert torch.allclose(o_vk, o_kv, atol=1e-6) and h_vk.shape == (2, 2, 8, 16)
+    assert torch.allclose(h_vk.transpose(-1, -2), h_kv, atol=1e-6)
+
+
+def test_benchmark_scripts_import_public_names_only():
+    """benchmarks/ uses the kernel's and the bench's public names, never a private one."""
+    for path in sorted((TESTS.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith(("harness", "kernels")):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+
+
+def test_persistent_variant_is_the_packed_step():
+    """benchmarks/packed_variants.py launches the kernel's public tile on a persistent
+    grid: bit for bit the packed step (under the interpreter on CPU)."""
+    from benchmarks import packed_variants
+    from kernels import packed_decode
+
+    one = inputsets.build_sets(TINY, 3, "kv", 2, "bf16", "fp32", CPU)
+    two = inputsets.build_sets(TINY, 3, "kv", 2, "bf16", "fp32", CPU)
+    packed_variants.p8_s2(*one.args(1), **one.kwargs())
+    packed_decode(*two.args(1), **two.kwargs())
+    assert torch.equal(one.out(1), two.out(1)) and torch.equal(one.pool, two.pool)
 
 
 # --- the command, end to end on CPU ---------------------------------------------------------
