@@ -1,7 +1,7 @@
 """The largest-errors table: the worst step per pair, and no bound for a pair
 that is only reported."""
 
-from harness.report.results import errors_markdown
+from harness.report import errors_markdown
 
 
 def stat(pair, quantity, step, max_abs, ratio, checked=True):
@@ -30,7 +30,7 @@ def test_errors_table_takes_the_worst_step_and_shows_no_bound_for_reported_pairs
 
 
 def test_summary_shows_a_drift_that_is_not_finite():
-    from harness.report.results import summarize, summary_markdown
+    from harness.report import summarize, summary_markdown
 
     drift = [
         {"who": "packed", "step": 0, "state_max_abs": 1e-7, "out_max_abs": 2e-3},

@@ -1,0 +1,77 @@
+"""``summary.md`` (ready to append to a CI job summary) and ``errors.md``."""
+
+from __future__ import annotations
+
+
+def summary_markdown(rows: list[dict], summary: dict) -> str:
+    c = summary["counts"]
+    head = [
+        f"## gdn-harness: {summary.get('impl', '?')} (baseline: {summary.get('baseline', '?')})"
+        f" on {summary.get('device', '?')}",
+        "",
+        f"**{c['passed']} passed, {c['failed']} failed, {c['crashed']} crashed, "
+        f"{c['skipped']} skipped** of {summary['total']} cases "
+        f"({summary['duration_s']:.1f} s in cases)",
+        "",
+    ]
+    if summary["failures"]:
+        head += ["| case | status | first violation | rerun |", "|---|---|---|---|"]
+        for f in summary["failures"]:
+            first = (f["violations"] or [""])[0].replace("|", "\\|")[:200]
+            head.append(
+                f"| `{f['id']}` (line {f['line']}) | {f['status']} | {first} | `{f['rerun']}` |"
+            )
+        head.append("")
+    drift = [r for r in rows if r["drift"]]
+    if drift:
+        head += ["### Drift of the carried state (max abs vs exact float64 trajectory)", ""]
+        head += [
+            "| case | impl | steps | final state drift | final out drift |",
+            "|---|---|---|---|---|",
+        ]
+        for r in drift:
+            for who in dict.fromkeys(d["who"] for d in r["drift"]):
+                last = [d for d in r["drift"] if d["who"] == who][-1]
+                head.append(
+                    f"| `{r['id']}` | {who} | {last['step'] + 1} | "
+                    f"{_fmt(last['state_max_abs'])} | {_fmt(last['out_max_abs'])} |"
+                )
+        head.append("")
+    return "\n".join(head)
+
+
+def _fmt(x) -> str:
+    return x if isinstance(x, str) else f"{x:.3g}"
+
+
+def errors_markdown(rows: list[dict]) -> str:
+    """Largest errors per case and pair (over all steps), worst element vs its bound;
+    a pair that is only reported (implementation vs implementation) has no bound."""
+    out = [
+        "### Largest errors per case",
+        "",
+        "| case | pair | out max abs | out worst/bound | state max abs | state worst/bound |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pairs: dict[str, dict[str, dict]] = {}
+        for st in r["stats"]:
+            rank = "worst_ratio" if st.get("checked", True) else "max_abs"
+            cur = pairs.setdefault(st["pair"], {}).get(st["quantity"])
+            if cur is None or _key(st[rank]) > _key(cur[rank]):
+                pairs[st["pair"]][st["quantity"]] = st
+        for pair, q in pairs.items():
+            o, s_ = q.get("out", {}), q.get("state", {})
+            out.append(
+                f"| `{r['name']}` | {pair} | {_fmt(o.get('max_abs', '-'))} | "
+                f"{_ratio(o)} | {_fmt(s_.get('max_abs', '-'))} | {_ratio(s_)} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def _ratio(st: dict) -> str:
+    return _fmt(st["worst_ratio"]) if st and st.get("checked", True) else "-"
+
+
+def _key(x) -> float:
+    return float(x) if not isinstance(x, str) else float("inf")
