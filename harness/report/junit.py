@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from xml.sax.saxutils import escape, quoteattr
+
+from harness.report.text import first_line, xml_attr, xml_text
 
 
 def _violation_text(r: dict) -> str:
@@ -25,18 +26,18 @@ def junit_xml(rows: list[dict]) -> str:
     ]
     for r in rows:
         attrs = (
-            f"classname={quoteattr(r['file'])} name={quoteattr(r['name'])} "
-            f'time="{r["duration_s"]}" file={quoteattr(r["file"])} line="{r["line"]}"'
+            f"classname={xml_attr(r['file'])} name={xml_attr(r['name'])} "
+            f'time="{r["duration_s"]}" file={xml_attr(r["file"])} line="{r["line"]}"'
         )
         out.append(f"  <testcase {attrs}>")
-        text = escape(_violation_text(r))
+        text = xml_text(_violation_text(r))
         if r["status"] == "failed":
-            first = r["violations"][0]["message"].splitlines()[0] if r["violations"] else ""
-            out.append(f"    <failure message={quoteattr(first)}>{text}</failure>")
+            first = first_line(r["violations"][0]["message"]) if r["violations"] else ""
+            out.append(f"    <failure message={xml_attr(first)}>{text}</failure>")
         elif r["status"] == "crashed":
-            out.append(f"    <error message={quoteattr(r['reason'])}>{text}</error>")
+            out.append(f"    <error message={xml_attr(r['reason'])}>{text}</error>")
         elif r["status"] == "skipped":
-            out.append(f"    <skipped message={quoteattr(r['reason'])}/>")
+            out.append(f"    <skipped message={xml_attr(r['reason'])}/>")
         out.append("  </testcase>")
     out.append("</testsuite>")
     return "\n".join(out) + "\n"

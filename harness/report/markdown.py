@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from harness.report.text import md_code, md_text
+
 
 def summary_markdown(rows: list[dict], summary: dict) -> str:
     c = summary["counts"]
+    impl, base, device = (md_text(summary.get(k, "?")) for k in ("impl", "baseline", "device"))
     head = [
-        f"## gdn-harness: {summary.get('impl', '?')} (baseline: {summary.get('baseline', '?')})"
-        f" on {summary.get('device', '?')}",
+        f"## gdn-harness: {impl} (baseline: {base}) on {device}",
         "",
         f"**{c['passed']} passed, {c['failed']} failed, {c['crashed']} crashed, "
         f"{c['skipped']} skipped** of {summary['total']} cases "
@@ -17,9 +19,10 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
     if summary["failures"]:
         head += ["| case | status | first violation | rerun |", "|---|---|---|---|"]
         for f in summary["failures"]:
-            first = (f["violations"] or [""])[0].replace("|", "\\|")[:200]
+            first = md_text((f["violations"] or [""])[0][:200])
             head.append(
-                f"| `{f['id']}` (line {f['line']}) | {f['status']} | {first} | `{f['rerun']}` |"
+                f"| {md_code(f['id'])} (line {f['line']}) | {f['status']} | {first} "
+                f"| {md_code(f['rerun'])} |"
             )
         head.append("")
     drift = [r for r in rows if r["drift"]]
@@ -33,7 +36,7 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
             for who in dict.fromkeys(d["who"] for d in r["drift"]):
                 last = [d for d in r["drift"] if d["who"] == who][-1]
                 head.append(
-                    f"| `{r['id']}` | {who} | {last['step'] + 1} | "
+                    f"| {md_code(r['id'])} | {md_text(who)} | {last['step'] + 1} | "
                     f"{_fmt(last['state_max_abs'])} | {_fmt(last['out_max_abs'])} |"
                 )
         head.append("")
@@ -63,7 +66,7 @@ def errors_markdown(rows: list[dict]) -> str:
         for pair, q in pairs.items():
             o, s_ = q.get("out", {}), q.get("state", {})
             out.append(
-                f"| `{r['name']}` | {pair} | {_fmt(o.get('max_abs', '-'))} | "
+                f"| {md_code(r['name'])} | {md_text(pair)} | {_fmt(o.get('max_abs', '-'))} | "
                 f"{_ratio(o)} | {_fmt(s_.get('max_abs', '-'))} | {_ratio(s_)} |"
             )
     return "\n".join(out) + "\n"

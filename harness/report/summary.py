@@ -11,6 +11,7 @@ from harness.report.html import write_html
 from harness.report.junit import junit_xml
 from harness.report.log import read_results
 from harness.report.markdown import errors_markdown, summary_markdown
+from harness.report.text import first_line
 
 STATUS_ORDER = ("failed", "crashed", "passed", "skipped")
 
@@ -28,7 +29,7 @@ def summarize(rows: list[dict], meta: dict | None = None) -> dict:
                 "status": r["status"],
                 "file": r["file"],
                 "line": r["line"],
-                "violations": [v["message"].splitlines()[0] for v in r["violations"]][:10],
+                "violations": [first_line(v["message"]) for v in r["violations"]][:10],
                 "rerun": r["rerun"],
             }
             for r in rows
@@ -42,9 +43,9 @@ def write_summaries(report_dir: str | Path, meta: dict | None = None) -> dict:
     report_dir = Path(report_dir)
     rows = read_results(report_dir)
     summary = summarize(rows, meta)
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (report_dir / "junit.xml").write_text(junit_xml(rows))
-    (report_dir / "summary.md").write_text(summary_markdown(rows, summary))
-    (report_dir / "errors.md").write_text(errors_markdown(rows))
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (report_dir / "junit.xml").write_text(junit_xml(rows), encoding="utf-8")
+    (report_dir / "summary.md").write_text(summary_markdown(rows, summary), encoding="utf-8")
+    (report_dir / "errors.md").write_text(errors_markdown(rows), encoding="utf-8")
     write_html(report_dir, rows, meta)
     return summary

@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from harness.report.text import printable
+
 DASH = "\u2013"
 AXIS = "#4a5568"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -21,8 +23,9 @@ HEAT_STOPS = ((1.0, 0.95, 0.69), (0.96, 0.64, 0.38), (0.84, 0.16, 0.16), (0.42, 
 
 
 def esc(x: object) -> str:
-    """Escape any text for element content and attribute values alike."""
-    return escape(str(x), quote=True)
+    """Escape any text for element content and attribute values alike; control
+    characters show as escapes, so the markup stays well-formed XML."""
+    return escape(printable(x), quote=True)
 
 
 def coord(v: float) -> str:
