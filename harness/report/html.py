@@ -24,6 +24,10 @@ MAX_HEATMAPS_CASE = 8
 MAX_HEATMAPS_PAGE = 48
 MAX_VIOLATIONS = 40  # listed per case; the rest are counted
 OPEN_SECTIONS = 10  # failing cases shown expanded; later ones start collapsed
+PARTIAL_NOTE = (
+    "<p class='partial'><strong>Partial run:</strong> it ended before every selected case "
+    "ran; this page shows the {n} cases it recorded.</p>"
+)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
@@ -46,6 +50,7 @@ summary { cursor: pointer; font-weight: 600; }
 figure { margin: .6em 0; } figcaption { font-size: 12px; color: #4a5568; max-width: 900px; }
 svg text { font: 10px system-ui, sans-serif; fill: #1d2330; }
 .muted { color: #6b7280; }
+.partial { background: #fff3cd; border: 1px solid #e0b100; padding: .4em .8em; }
 """
 
 BUTTONS = (
@@ -131,15 +136,17 @@ def _meta_value(meta: dict, rows: list[dict], key: str) -> str:
     return ", ".join(vals) or "?"
 
 
-def header(rows: list[dict], meta: dict, run: str) -> str:
+def header(rows: list[dict], meta: dict, run: str, partial: bool = False) -> str:
     counts = Counter(str(r.get("status")) for r in rows)
     total = sum(num(r.get("duration_s", 0)) for r in rows)
     facts = [(k, _meta_value(meta, rows, k)) for k in ("impl", "baseline", "device")]
     facts += [(k, str(v)) for k, v in meta.items() if k not in ("impl", "baseline", "device")]
     dl = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
     tally = ", ".join(f'<span class="badge {s}">{counts.get(s, 0)} {s}</span>' for s in STATUSES)
+    title = f"gdn-harness report {run}" + (" (partial)" if partial else "")
+    note = PARTIAL_NOTE.format(n=len(rows)) if partial else ""
     return (
-        f"<h1>gdn-harness report {esc(run)}</h1>"
+        f"<h1>{esc(title)}</h1>{note}"
         f"<table style='width:auto'>{dl}</table>"
         f"<p>{tally} of {len(rows)} cases, {total:.1f} s in cases</p>"
     )
@@ -192,7 +199,7 @@ def drift_section(rows: list[dict], indices: list[int]) -> str:
     return "<h2>Drift of multi-step cases</h2>" + "".join(blocks)
 
 
-def render(rows: list[dict], meta: dict | None = None, run: str = "") -> str:
+def render(rows: list[dict], meta: dict | None = None, run: str = "", partial: bool = False) -> str:
     """The whole page as a string (well-formed XML after the doctype)."""
     meta = meta or {}
     failing = [i for i, r in enumerate(rows) if r.get("status") in FAILING]
@@ -200,28 +207,31 @@ def render(rows: list[dict], meta: dict | None = None, run: str = "") -> str:
     drifting = [i for i, r in enumerate(rows) if r.get("drift") and i not in failed]
     anchors = {i: f"case-{i}" for i in failing} | {i: f"drift-{i}" for i in drifting}
     budget = [MAX_HEATMAPS_PAGE]
-    sections = [header(rows, meta, run), BUTTONS, case_table(rows, anchors)]
+    sections = [header(rows, meta, run, partial), BUTTONS, case_table(rows, anchors)]
     if failing:
         sections.append("<h2>Failing cases</h2>")
         sections += [
             failure_section(i, rows[i], budget, n < OPEN_SECTIONS) for n, i in enumerate(failing)
         ]
     sections.append(drift_section(rows, drifting))
-    return _page(run, "".join(sections))
+    return _page(run + (" (partial)" if partial else ""), "".join(sections))
 
 
-def _page(run: str, body: str) -> str:
+def _page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8"/>'
-        f"<title>gdn-harness {esc(run)}</title><style>{CSS}</style>"
+        f"<title>gdn-harness {esc(title)}</title><style>{CSS}</style>"
         f"<script>{SCRIPT}</script></head>"
         f"<body>{body}</body></html>\n"
     )
 
 
 def write_html(
-    report_dir: str | Path, rows: list[dict] | None = None, meta: dict | None = None
+    report_dir: str | Path,
+    rows: list[dict] | None = None,
+    meta: dict | None = None,
+    partial: bool = False,
 ) -> Path:
     """Write ``report_dir/report.html`` from ``rows`` (default: its results.jsonl)."""
     report_dir = Path(report_dir)
@@ -229,5 +239,5 @@ def write_html(
         rows = read_results(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / REPORT_HTML
-    path.write_text(render(rows, meta, report_dir.name), encoding="utf-8")
+    path.write_text(render(rows, meta, report_dir.name, partial), encoding="utf-8")
     return path

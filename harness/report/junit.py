@@ -17,13 +17,20 @@ def _violation_text(r: dict) -> str:
     return "\n".join([*lines, f"rerun: {r['rerun']}"])
 
 
-def junit_xml(rows: list[dict]) -> str:
+def junit_xml(rows: list[dict], partial: bool = False) -> str:
+    """One testsuite; a partial run says so in a suite property."""
     counts = Counter(r["status"] for r in rows)
     out = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<testsuite name="gdn-harness" tests="{len(rows)}" failures="{counts["failed"]}" '
         f'errors="{counts["crashed"]}" skipped="{counts["skipped"]}">',
     ]
+    if partial:
+        out += [
+            "  <properties>",
+            '    <property name="partial" value="true"/>',
+            "  </properties>",
+        ]
     for r in rows:
         attrs = (
             f"classname={xml_attr(r['file'])} name={xml_attr(r['name'])} "

@@ -11,6 +11,7 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
     head = [
         f"## gdn-harness: {impl} (baseline: {base}) on {device}",
         "",
+        *_partial_note(summary),
         f"**{c['passed']} passed, {c['failed']} failed, {c['crashed']} crashed, "
         f"{c['skipped']} skipped** of {summary['total']} cases "
         f"({summary['duration_s']:.1f} s in cases)",
@@ -41,6 +42,16 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
                 )
         head.append("")
     return "\n".join(head)
+
+
+def _partial_note(summary: dict) -> list[str]:
+    if not summary.get("partial"):
+        return []
+    return [
+        f"> **Partial run:** it ended before every selected case ran; these are the "
+        f"{summary['total']} cases it recorded.",
+        "",
+    ]
 
 
 def _fmt(x) -> str:
