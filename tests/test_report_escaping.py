@@ -105,7 +105,8 @@ def test_summary_md_escapes_messages_and_file_names(tmp_path):
         for cell in cells:
             plain = _outside_code(cell)
             assert "<" not in plain and "**" not in plain and "\x1b" not in cell
-            assert not re.search(r"(?<!\\)[*_`\[\]]", plain.replace("\\\\", "")), plain
+            unescaped = r"(?<!\\)[*`\[\]]|(?<![\w\\])_|(?<!\\)_(?!\w)"  # intraword _ is inert
+            assert not re.search(unescaped, plain.replace("\\\\", "")), plain
     assert "\x00" not in md and "\x1b" not in md
     assert "## gdn-harness: pkg:fn\\\\x01 (baseline: a\\|b) on cpu" in md
 
@@ -113,6 +114,9 @@ def test_summary_md_escapes_messages_and_file_names(tmp_path):
 def test_markdown_helpers():
     assert md_text("a|b <i>**x**</i> & _y_") == (
         "a\\|b &lt;i&gt;\\*\\*x\\*\\*&lt;/i&gt; &amp; \\_y\\_"
+    )
+    assert md_text("fixtures_impls:decode_zero __init__") == (
+        "fixtures_impls:decode_zero \\_\\_init\\_\\_"
     )
     assert md_code("a|b") == "`a\\|b`"
     assert md_code("x `y` z") == "``x `y` z``"

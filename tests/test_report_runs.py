@@ -162,6 +162,7 @@ def test_report_rebuilds_a_killed_runs_reports_marked_partial(tmp_path, capsys):
     assert summary["counts"]["failed"] == 1
     out, err = capsys.readouterr()
     assert "1 passed, 1 failed, 0 skipped (partial run" in out
+    assert "  FAILED  cases/t.yaml::b  (padding)" in out.splitlines()
     assert "cut short" in err
     ET.parse(tmp_path / "junit.xml")
 

@@ -8,7 +8,7 @@ INCOMPLETE marker); every other report is derived from results.jsonl
 escapes for each format; ``command`` is ``gdn-harness report``.
 """
 
-from harness.report.console import console_failure, console_line
+from harness.report.console import console_failure, console_line, failure_list
 from harness.report.html import write_html
 from harness.report.junit import junit_xml
 from harness.report.log import (
@@ -41,6 +41,7 @@ __all__ = [
     "console_line",
     "default_run_name",
     "errors_markdown",
+    "failure_list",
     "incomplete",
     "junit_xml",
     "load_results",

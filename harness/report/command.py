@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from harness.report.console import failure_list
 from harness.report.log import RESULTS, ResultsError, incomplete, load_results
 from harness.report.summary import write_summaries
 from harness.report.text import one_line
@@ -57,6 +58,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"note: skipped the last line of {RESULTS}, cut short ({len(loaded.torn)} characters)",
             file=sys.stderr,
         )
+    listed = failure_list(loaded.rows)
+    if listed:
+        print(listed)
     c = summary["counts"]
     state = "partial run" if summary["partial"] else "complete run"
     print(

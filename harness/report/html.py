@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from harness.report.charts import drift_block, fmt, num, pick_stats, sort_key, stat_figure
+from harness.report.charts import drift_block, fmt, num, pick_stats, stat_figure
+from harness.report.failures import checks_failed, group_violations, worst_ratio
 from harness.report.log import read_results
 from harness.report.svg import esc
 
@@ -39,7 +40,9 @@ th, td { border-bottom: 1px solid #dde1e7; padding: 3px 6px; text-align: left;
 th { background: #f4f6f9; } td.num { text-align: right; white-space: nowrap; }
 td.over { color: #b00020; font-weight: 600; }
 code, pre { font: 12px/1.4 ui-monospace, monospace; }
-pre { background: #f6f8fa; padding: .5em; overflow-x: auto; white-space: pre-wrap; }
+pre { background: #f6f8fa; padding: .5em; white-space: pre-wrap; overflow-wrap: anywhere; }
+td.rerun, td.id { overflow-wrap: anywhere; } td.rerun { min-width: 24em; }
+ul.groups > li { margin-bottom: .3em; }
 .badge { display: inline-block; min-width: 4.5em; text-align: center; border-radius: 3px;
   color: #fff; font-size: 12px; padding: 0 4px; }
 .passed { background: #2a9d55; } .failed { background: #d62828; }
@@ -63,7 +66,30 @@ SCRIPT = (
 )
 
 
+def _grouped(row: dict) -> str:
+    """The violations grouped by check, implementation and quantity, each fact once."""
+    multi = int(row.get("steps", 1) or 1) > 1
+    items = []
+    for group in group_violations(row):
+        facts = []
+        for f in group.facts:
+            label = f"<b>{esc(f.label)}</b> " if f.label else ""
+            more = ""
+            if f.more and f.label:
+                more = "".join(f"<br/><span class='muted'>{esc(m)}</span>" for m in f.more)
+            elif f.more:
+                more = f"<pre>{esc(chr(10).join(f.more))}</pre>"
+            facts.append(f"<li>{label}{esc(f.when(multi))}{esc(f.text)}{more}</li>")
+        if group.hidden:
+            facts.append(f"<li class='muted'>... and {group.hidden} more distinct messages</li>")
+        items.append(
+            f"<li><code>[{esc(group.check)}]</code> {esc(group.who)}<ul>{''.join(facts)}</ul></li>"
+        )
+    return f"<ul class='groups'>{''.join(items)}</ul>" if items else ""
+
+
 def _violations(row: dict) -> str:
+    """Every violation as recorded, whole, collapsed under the grouped view."""
     items = []
     vs = row.get("violations", [])
     for v in vs[:MAX_VIOLATIONS]:
@@ -75,8 +101,15 @@ def _violations(row: dict) -> str:
             f"{esc(head)}{more}</li>"
         )
     if len(vs) > MAX_VIOLATIONS:
-        items.append(f"<li class='muted'>... and {len(vs) - MAX_VIOLATIONS} more</li>")
-    return f"<ul>{''.join(items)}</ul>" if items else ""
+        items.append(
+            f"<li class='muted'>... and {len(vs) - MAX_VIOLATIONS} more in results.jsonl</li>"
+        )
+    if not items:
+        return ""
+    return (
+        f"<details class='all'><summary>every violation as recorded ({len(vs)})</summary>"
+        f"<ul>{''.join(items)}</ul></details>"
+    )
 
 
 def _case_facts(row: dict) -> str:
@@ -97,8 +130,9 @@ def failure_section(i: int, row: dict, budget: list[int], opened: bool = True) -
     parts = [
         f"<p class='muted'>{esc(row.get('file'))}:{esc(row.get('line'))}; "
         f"{esc(_case_facts(row))}</p>",
-        f"<p>{esc(row['reason'])}</p>" if row.get("reason") else "",
+        f"<pre class='reason'>{esc(row['reason'])}</pre>" if row.get("reason") else "",
         f"<pre>{esc(row.get('rerun', ''))}</pre>",
+        _grouped(row),
         _violations(row),
         *(stat_figure(row, s) for s in shown),
     ]
@@ -111,7 +145,8 @@ def failure_section(i: int, row: dict, budget: list[int], opened: bool = True) -
         parts.append(drift_block(row))
     attr = " open=''" if opened else ""
     return (
-        f'<details id="case-{i}"{attr}><summary>{_badge(row)} {esc(row.get("id"))}</summary>'
+        f'<details id="case-{i}"{attr}><summary>{_badge(row)} {esc(row.get("id"))} '
+        f"<span class='muted'>{esc(checks_failed(row))}</span></summary>"
         + "".join(parts)
         + "</details>"
     )
@@ -121,11 +156,6 @@ def failure_section(i: int, row: dict, budget: list[int], opened: bool = True) -
 def _badge(row: dict) -> str:
     status = str(row.get("status", "?"))
     return f'<span class="badge {esc(status)}">{esc(status)}</span>'
-
-
-def _worst(row: dict) -> float:
-    vals = [sort_key(s.get("worst_ratio")) for s in row.get("stats", []) if s.get("checked", True)]
-    return max(vals, default=0.0)
 
 
 def _meta_value(meta: dict, rows: list[dict], key: str) -> str:
@@ -174,16 +204,16 @@ def _table_row(i: int, row: dict, anchor: str | None) -> str:
     name = esc(row.get("id"))
     if anchor:
         name = f'<a href="#{anchor}">{name}</a>'
-    worst = _worst(row)
+    worst = worst_ratio(row)
     cls = "num over" if worst > 1 else "num"
     shown = fmt(worst) if row.get("stats") else "-"
     last = row.get("rerun", "") if row.get("status") in FAILING else row.get("reason", "")
     code = f"<code>{esc(last)}</code>" if row.get("status") in FAILING else esc(last)
     return (
-        f"<tr><td>{_badge(row)}</td><td>{name}</td>"
-        f"<td>{esc(row.get('file'))}:{esc(row.get('line'))}</td>"
+        f"<tr><td>{_badge(row)}</td><td class='id'>{name}</td>"
+        f"<td class='id'>{esc(row.get('file'))}:{esc(row.get('line'))}</td>"
         f"<td class='num'>{num(row.get('duration_s', 0)):.2f} s</td>"
-        f"<td class='{cls}'>{esc(shown)}</td><td>{code}</td></tr>"
+        f"<td class='{cls}'>{esc(shown)}</td><td class='rerun'>{code}</td></tr>"
     )
 
 
@@ -207,13 +237,13 @@ def render(rows: list[dict], meta: dict | None = None, run: str = "", partial: b
     drifting = [i for i, r in enumerate(rows) if r.get("drift") and i not in failed]
     anchors = {i: f"case-{i}" for i in failing} | {i: f"drift-{i}" for i in drifting}
     budget = [MAX_HEATMAPS_PAGE]
-    sections = [header(rows, meta, run, partial), BUTTONS, case_table(rows, anchors)]
-    if failing:
+    sections = [header(rows, meta, run, partial), BUTTONS]
+    if failing:  # failures and their details first: they are what the reader came for
         sections.append("<h2>Failing cases</h2>")
         sections += [
             failure_section(i, rows[i], budget, n < OPEN_SECTIONS) for n, i in enumerate(failing)
         ]
-    sections.append(drift_section(rows, drifting))
+    sections += [case_table(rows, anchors), drift_section(rows, drifting)]
     return _page(run + (" (partial)" if partial else ""), "".join(sections))
 
 

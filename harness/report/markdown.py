@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from harness.report.failures import first_failure
 from harness.report.text import md_code, md_text
+
+FAILING = ("failed", "crashed")
 
 
 def summary_markdown(rows: list[dict], summary: dict) -> str:
@@ -17,14 +20,10 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
         f"({summary['duration_s']:.1f} s in cases)",
         "",
     ]
-    if summary["failures"]:
-        head += ["| case | status | first violation | rerun |", "|---|---|---|---|"]
-        for f in summary["failures"]:
-            first = md_text((f["violations"] or [""])[0][:200])
-            head.append(
-                f"| {md_code(f['id'])} (line {f['line']}) | {f['status']} | {first} "
-                f"| {md_code(f['rerun'])} |"
-            )
+    failing = [r for r in rows if r["status"] in FAILING]
+    if failing:
+        head += ["| case | status | first failure | rerun |", "|---|---|---|---|"]
+        head += [_failure_row(r) for r in failing]
         head.append("")
     drift = [r for r in rows if r["drift"]]
     if drift:
@@ -44,6 +43,17 @@ def summary_markdown(rows: list[dict], summary: dict) -> str:
     return "\n".join(head)
 
 
+def _failure_row(r: dict) -> str:
+    """A failing case: full id and line, the checks that failed, its first fact whole
+    (as the console says it: check, implementation, quantity, steps), the rerun command."""
+    checks = ", ".join(dict.fromkeys(v["check"] for v in r["violations"]))
+    status = f"{r['status']} ({md_text(checks)})" if checks else r["status"]
+    return (
+        f"| {md_code(r['id'])} (line {r['line']}) | {status} | {md_text(first_failure(r))} "
+        f"| {md_code(r['rerun'])} |"
+    )
+
+
 def _partial_note(summary: dict) -> list[str]:
     if not summary.get("partial"):
         return []
@@ -59,28 +69,40 @@ def _fmt(x) -> str:
 
 
 def errors_markdown(rows: list[dict]) -> str:
-    """Largest errors per case and pair (over all steps), worst element vs its bound;
-    a pair that is only reported (implementation vs implementation) has no bound."""
+    """Largest errors per failing case and pair (over all steps), worst element vs its
+    bound; a pair that is only reported (implementation vs implementation) has no bound."""
+    failing = [r for r in rows if r["status"] in FAILING]
+    if not failing:
+        return "### Largest errors per failing case\n\nNo case failed.\n"
     out = [
-        "### Largest errors per case",
+        "### Largest errors per failing case",
         "",
         "| case | pair | out max abs | out worst/bound | state max abs | state worst/bound |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        pairs: dict[str, dict[str, dict]] = {}
-        for st in r["stats"]:
-            rank = "worst_ratio" if st.get("checked", True) else "max_abs"
-            cur = pairs.setdefault(st["pair"], {}).get(st["quantity"])
-            if cur is None or _key(st[rank]) > _key(cur[rank]):
-                pairs[st["pair"]][st["quantity"]] = st
+    for r in failing:
+        pairs = _largest(r.get("stats", []))
+        if not pairs:
+            out.append(f"| {md_code(r['id'])} | - | - | - | - | - |")
         for pair, q in pairs.items():
             o, s_ = q.get("out", {}), q.get("state", {})
             out.append(
-                f"| {md_code(r['name'])} | {md_text(pair)} | {_fmt(o.get('max_abs', '-'))} | "
+                f"| {md_code(r['id'])} | {md_text(pair)} | {_fmt(o.get('max_abs', '-'))} | "
                 f"{_ratio(o)} | {_fmt(s_.get('max_abs', '-'))} | {_ratio(s_)} |"
             )
     return "\n".join(out) + "\n"
+
+
+def _largest(stats: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per pair and quantity, the step with the worst ratio (the largest error when
+    the pair is only reported)."""
+    pairs: dict[str, dict[str, dict]] = {}
+    for st in stats:
+        rank = "worst_ratio" if st.get("checked", True) else "max_abs"
+        cur = pairs.setdefault(st["pair"], {}).get(st["quantity"])
+        if cur is None or _key(st[rank]) > _key(cur[rank]):
+            pairs[st["pair"]][st["quantity"]] = st
+    return pairs
 
 
 def _ratio(st: dict) -> str:

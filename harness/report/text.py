@@ -12,12 +12,12 @@ add the escaping of a GitHub-flavoured table cell on top.
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape, quoteattr
 
 # C0 but tab and newline, DEL, C1, lone surrogates, and the two non-characters
 # XML 1.0 refuses
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-_MD_SYNTAX = re.compile(r"([\\`*_\[\]|~])")
+_MD_SYNTAX = re.compile(r"([\\`*\[\]|~])")
+_UNDERSCORES = re.compile(r"_+")
 _TICKS = re.compile("`+")
 
 
@@ -43,18 +43,27 @@ def first_line(s: object) -> str:
 
 def xml_text(s: object) -> str:
     """Element content of well-formed XML."""
-    return escape(printable(s))
+    return printable(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def xml_attr(s: object) -> str:
-    """A quoted XML attribute value, newlines kept as character references."""
-    return quoteattr(printable(s))
+    """A double-quoted XML attribute value; tabs and newlines as character references,
+    so that a parser gives them back instead of normalising them to spaces."""
+    text = xml_text(s).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+    return f'"{text}"'
 
 
 def md_text(s: object) -> str:
     """Plain text in a Markdown table cell: no emphasis, links, HTML or cell breaks."""
-    s = _MD_SYNTAX.sub(r"\\\1", one_line(s))
+    s = _UNDERSCORES.sub(_underscores, _MD_SYNTAX.sub(r"\\\1", one_line(s)))
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _underscores(m: re.Match[str]) -> str:
+    """Underscores inside a word (``fp32_state``) cannot emphasise; others are escaped."""
+    text, i, j = m.string, m.start(), m.end()
+    inside = i > 0 and j < len(text) and text[i - 1].isalnum() and text[j].isalnum()
+    return m.group() if inside else "\\_" * (j - i)
 
 
 def md_code(s: object) -> str:
