@@ -170,3 +170,10 @@ def test_report_html_puts_failures_first_whole_with_full_ids(tmp_path):
     assert "steps 0-2: " in text and f"[values]</code> {IMPL} vs oracle" in text
     reruns = [td for td in root.iter("td") if td.get("class") == "rerun"]
     assert reruns and "td.rerun, td.id { overflow-wrap: anywhere; }" in text
+
+
+def test_a_result_and_its_results_jsonl_row_print_the_same():
+    for result in (zero_run(3), padding_only(2), long_failure()):
+        row = result.to_dict()
+        assert console_line(result) == console_line(row)
+        assert console_failure(result) == console_failure(row)
