@@ -17,7 +17,7 @@ from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS, runnable_tiers
 from harness.impls.registry import ImplError, available_impls, load_implementation
-from harness.report.results import (
+from harness.report import (
     ResultLog,
     console_failure,
     console_line,

@@ -16,7 +16,7 @@ import pytest
 
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS
-from harness.report.results import ResultLog, default_run_name, write_summaries
+from harness.report import ResultLog, default_run_name, write_summaries
 from harness.run.result import CaseFailed
 
 
@@ -109,7 +109,7 @@ class CaseItem(pytest.Item):
         self.add_marker(getattr(pytest.mark, f"tier_{spec.tier}"))
 
     def runtest(self) -> None:
-        from harness.report.results import console_failure
+        from harness.report import console_failure
         from harness.run.runner import run_case
 
         opt = self.config.getoption

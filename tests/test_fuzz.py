@@ -30,7 +30,7 @@ from harness.core.spec import CaseSpec
 from harness.fuzz import command as fuzz_mod
 from harness.fuzz import profiles
 from harness.fuzz.strategies import TIER_LIMITS, case_specs, describe, programs
-from harness.report.results import read_results
+from harness.report import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"

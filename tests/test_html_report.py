@@ -1,8 +1,9 @@
-"""Tests of the HTML run report (harness/html_report.py)."""
+"""Tests of the HTML run report (harness/report/html.py, charts.py, svg.py)."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.report import charts, svg
 from harness.report import html as html_report
 from harness.report.html import write_html
 
@@ -233,7 +235,7 @@ def test_heatmap_colours_follow_the_ratio(page):
     (heat,) = svgs(section(root, "case-0"), "heatmap")
     fill = {text_of(c.find("title")).split(":")[0]: c.get("fill") for c in heat.iter("rect")
             if c.get("class") == "cell"}  # fmt: skip
-    assert fill["slot 2, head 1"] == html_report._heat(html_report.math.log10(1.5) / 5)
+    assert fill["slot 2, head 1"] == svg.heat(math.log10(1.5) / 5)
     assert fill["slot 0, head 2"] != fill["slot 2, head 1"]
 
 
@@ -306,7 +308,7 @@ def test_large_heatmap_is_binned(tmp_path):
     path = write_html(tmp_path, [row])
     (heat,) = svgs(parse(path), "heatmap")
     rects = heat.findall("rect[@class='cell']")
-    assert len(rects) == html_report.MAX_ROWS * 64
+    assert len(rects) == charts.MAX_ROWS * 64
     assert text_of(rects[0].find("title")) == "slot 0\u20137, head 0: 8x bound"
     assert float(heat.get("height")) < 700
     assert path.stat().st_size < 2_000_000
@@ -320,7 +322,7 @@ def test_nonfinite_values(tmp_path):
     root = parse(write_html(tmp_path, [row]))
     heat = svgs(root, "heatmap")[0]
     fills = {c.get("fill") for c in heat.findall("rect[@class='cell']")}
-    assert html_report.NONFINITE in fills
+    assert charts.NONFINITE in fills
     assert "2 NaN" in text_of(root)
     assert len(svgs(root, "drift")) == 2
 
@@ -330,7 +332,7 @@ def test_long_runs_are_downsampled(tmp_path):
     root = parse(write_html(tmp_path, [row]))
     for chart in svgs(root, "drift"):
         for p in chart.findall("polyline"):
-            assert 100 < len(p.get("points").split()) <= html_report.MAX_POINTS
+            assert 100 < len(p.get("points").split()) <= charts.MAX_POINTS
         labels = [text_of(t) for t in chart.iter("text")]
         assert {"0", "1000", "2000", "decode step"} <= set(labels)
 
@@ -355,7 +357,7 @@ def test_picks_first_and_worst_step():
         make_stat(step=0)
     ]
     stats[3]["ok"] = True
-    picked = html_report.pick_stats(stats)
+    picked = charts.pick_stats(stats)
     assert [s["step"] for s in picked] == [0, 1]
 
 
@@ -379,7 +381,7 @@ def decode_zero_out(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, 
 def test_real_broken_case(tmp_path):
     from harness.core.spec import CaseSpec
     from harness.impls.registry import Implementation, load_implementation
-    from harness.report.results import ResultLog
+    from harness.report import ResultLog
     from harness.run.runner import run_case
 
     spec = CaseSpec(

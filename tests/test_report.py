@@ -1,7 +1,7 @@
 """The largest-errors table: the worst step per pair, and no bound for a pair
 that is only reported."""
 
-from harness.report.results import errors_markdown
+from harness.report import errors_markdown
 
 
 def stat(pair, quantity, step, max_abs, ratio, checked=True):
@@ -24,13 +24,14 @@ def test_errors_table_takes_the_worst_step_and_shows_no_bound_for_reported_pairs
         stat("packed vs baseline", "out", 1, 8e-5, 0.0, checked=False),
         stat("packed vs baseline", "state", 0, 1e-7, 0.0, checked=False),
     ]
-    lines = errors_markdown([{"name": "c", "stats": stats}]).splitlines()
-    assert "| `c` | packed vs oracle | 0.0005 | 0.7 | 2e-07 | 0.01 |" in lines
-    assert "| `c` | packed vs baseline | 8e-05 | - | 1e-07 | - |" in lines
+    row = {"id": "cases/f.yaml::c", "name": "c", "status": "failed", "stats": stats}
+    lines = errors_markdown([row]).splitlines()
+    assert "| `cases/f.yaml::c` | packed vs oracle | 0.0005 | 0.7 | 2e-07 | 0.01 |" in lines
+    assert "| `cases/f.yaml::c` | packed vs baseline | 8e-05 | - | 1e-07 | - |" in lines
 
 
 def test_summary_shows_a_drift_that_is_not_finite():
-    from harness.report.results import summarize, summary_markdown
+    from harness.report import summarize, summary_markdown
 
     drift = [
         {"who": "packed", "step": 0, "state_max_abs": 1e-7, "out_max_abs": 2e-3},

@@ -40,7 +40,7 @@ from harness.core.tiers import TIERS, tier_unrunnable
 from harness.fuzz import profiles
 from harness.fuzz.strategies import case_specs, describe
 from harness.impls.registry import Implementation, ImplError, load_implementation
-from harness.report.results import console_failure
+from harness.report import console_failure
 from harness.run.result import SKIPPED, CaseFailed, CaseResult, Violation
 from harness.run.runner import default_device, run_case
 
