@@ -38,7 +38,14 @@ BUILTINS = ("packed", "baseline", "oracle")
 # Adapters for outside kernels that ship with the harness (harness/adapters/).
 # They are found like entry points and loaded lazily; when their package is
 # missing, the adapter's module raises an ImportError that says how to get it.
-ADAPTERS: dict[str, str] = {"fla": "harness.impls.adapters.fla:fla_decode"}
+ADAPTERS: dict[str, str] = {
+    "fla": "harness.impls.adapters.fla:fla_decode",
+    "vllm": "harness.impls.adapters.vllm:vllm_packed_decode",
+    "vllm-sigmoid-gating": "harness.impls.adapters.vllm:vllm_sigmoid_gating_decode",
+    "sglang": "harness.impls.adapters.sglang:sglang_packed_decode",
+    "flashinfer": "harness.impls.adapters.flashinfer:flashinfer_decode",
+    "flashinfer-bf16": "harness.impls.adapters.flashinfer:flashinfer_bf16_decode",
+}
 
 DecodeFn = Callable[..., None]
 
