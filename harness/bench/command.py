@@ -1729,13 +1729,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time packed vs baseline (and --impl) under CUDA-graph replay; table, JSON, plot",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     p.add_argument(
         "--impl",
         action="append",
-        metavar="SPEC",
-        help="extra implementation beside packed and baseline (repeatable)",
+        metavar="IMPL",
+        help="impl name of an extra implementation beside packed and baseline (repeatable)",
     )
     p.add_argument(
         "--shapes",
@@ -1755,8 +1755,18 @@ def register(subparsers: Any) -> None:
         default=parse_layouts(DEFAULT_LAYOUTS),
         help="state layouts (default vk,kv)",
     )
-    p.add_argument("--state-dtype", choices=list(STATE_DTYPES), default="fp32")
-    p.add_argument("--act-dtype", choices=list(ACT_DTYPES), default="bf16")
+    p.add_argument(
+        "--state-dtype",
+        choices=list(STATE_DTYPES),
+        default="fp32",
+        help="state dtype of the timed steps (default fp32)",
+    )
+    p.add_argument(
+        "--act-dtype",
+        choices=list(ACT_DTYPES),
+        default="bf16",
+        help="activation dtype of the timed steps (default bf16)",
+    )
     p.add_argument(
         "--replays",
         type=int,
