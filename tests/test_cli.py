@@ -96,7 +96,7 @@ def test_help_validate_and_list_never_import_torch(args):
     code = (
         "import sys\nfrom harness.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'numpy', 'triton', 'hypothesis') if m in sys.modules)\n"
+        "heavy = [m for m in ('torch', 'numpy', 'triton', 'hypothesis') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     proc = subprocess.run(
