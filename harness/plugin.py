@@ -15,8 +15,9 @@ line.
 
 Items are ``file.yaml::case[variant]`` in file order, so pytest-xdist
 workers agree on the collection. A failing item shows its violations, the
-YAML line of the case and the command that reruns it; an invalid file is a
-collection error while the other files run. Cases of a tier this machine
+YAML line of the case and the command that reruns it; an invalid file is
+one item, ``file.yaml::invalid-case-file``, that errors with every message
+while the other files run. Cases of a tier this machine
 cannot run are skipped with the reason; a session in which every case was
 skipped and nothing else ran exits 5, as the command line does.
 """
@@ -36,6 +37,7 @@ from harness.core.tiers import TIERS
 
 SCHEMA_FILE = "schema.json"
 SUFFIXES = (".gdn.yaml", ".gdn.yml")
+INVALID = "invalid-case-file"  # the item that stands for a file that does not load
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -192,12 +194,30 @@ class CaseFile(pytest.File):
 
         try:
             specs = load_file(self.path)
-        except CaseFileError as exc:
-            raise self.CollectError(str(exc)) from None
+        except CaseFileError as exc:  # an error of its own, while the other files run
+            yield InvalidCaseFile.from_parent(self, name=INVALID, message=str(exc))
+            return
         wanted = options.wanted_tiers(self.config.getoption("tier"), set(TIERS))
         for spec in specs:
             if spec.tier in wanted:
                 yield CaseItem.from_parent(self, name=spec.name, spec=spec)
+
+
+class InvalidCaseFile(pytest.Item):
+    """Stands for a case file that does not load: an error, not a stopped session."""
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def setup(self) -> None:  # an error in setup: the report says "error", not "failed"
+        pytest.fail(self.message, pytrace=False)
+
+    def runtest(self) -> None:  # never reached
+        pytest.fail(self.message, pytrace=False)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}: invalid case file"
 
 
 class CaseItem(pytest.Item):
