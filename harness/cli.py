@@ -56,6 +56,10 @@ class UsageError(Exception):
     """Bad command-line input that argparse cannot see (exit 2)."""
 
 
+class NothingTested(Exception):
+    """A run that would test nothing: each argument is a line saying why (exit 5)."""
+
+
 class InvalidCaseFiles(Exception):
     """Every error found in the case files of one command (exit 2)."""
 
@@ -148,6 +152,10 @@ def _unrunnable_tiers(requested: list[str] | None, device: str) -> list[str]:
     return [why for t in TIERS if t in wanted and (why := tier_unrunnable(t, device))]
 
 
+def _cases(n: int) -> str:
+    return f"{n} selected case{'s' * (n != 1)}"
+
+
 def _tiers(specs: Iterable[CaseSpec]) -> set[str]:
     return {spec.tier for spec in specs}
 
@@ -155,7 +163,7 @@ def _tiers(specs: Iterable[CaseSpec]) -> set[str]:
 def _nothing_tested(results: Counter, skips: Counter) -> str:
     reasons = "; ".join(f"{n} x {why}" for why, n in skips.most_common(3))
     total = sum(results.values())
-    return f"nothing was tested: all {total} selected cases were skipped ({reasons})"
+    return f"nothing was tested: all {_cases(total)} were skipped ({reasons})"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -163,33 +171,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     specs, _ = load_checked(args.paths)
     device = args.device or default_device()
+    return _run(args, _run_selection(args, specs, device), device)
+
+
+def _run_selection(args: argparse.Namespace, specs: list[CaseSpec], device: str):
+    """The cases to run; :class:`NothingTested` when none can, :class:`UsageError`
+    when the paths and -k select none."""
     cannot = _unrunnable_tiers(args.tier, device)
     if cannot:
-        for line in cannot:
-            print(f"error: --tier: {line}", file=sys.stderr)
-        print("error: nothing was tested (exit 5)", file=sys.stderr)
-        return EXIT_NO_TESTS
+        raise NothingTested(*(f"--tier: {line}" for line in cannot))
     matched = select(specs, None, args.keyword)
     tiers = options.wanted_tiers(args.tier, runnable_tiers(device))
     cases = [spec for spec in matched if spec.tier in tiers]
     if not cases and matched and not args.tier:
         why = "; ".join(tier_unrunnable(t, device) or "" for t in TIERS if t in _tiers(matched))
-        n = len(matched)
-        print(
-            f"error: nothing was tested: the {n} selected cases cannot run here ({why})",
-            file=sys.stderr,
-        )
-        return EXIT_NO_TESTS
+        raise NothingTested(f"the {_cases(len(matched))} cannot run here ({why})")
     if not cases:
-        print("error: no cases selected (check the paths, -k and --tier)", file=sys.stderr)
-        return EXIT_USAGE
-    if args.shard:
-        selected, cases = len(cases), args.shard.pick(cases)
-        if not cases:
-            print(f"error: shard {args.shard} of {selected} cases is empty", file=sys.stderr)
-            return EXIT_NO_TESTS
-        print(f"shard {args.shard}: {len(cases)} of {selected} selected cases", flush=True)
-    return _run(args, cases, device)
+        raise UsageError("no cases selected (check the paths, -k and --tier)")
+    if not args.shard:
+        return cases
+    shard = args.shard.pick(cases)
+    if not shard:
+        raise NothingTested(f"shard {args.shard} of the {_cases(len(cases))} is empty")
+    print(f"shard {args.shard}: {len(shard)} of the {_cases(len(cases))}", flush=True)
+    return shard
 
 
 def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
@@ -455,6 +460,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(exc.lines(action)), file=sys.stderr)
     except (ImplError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except NothingTested as exc:
+        for line in exc.args:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"error: nothing was tested (exit {EXIT_NO_TESTS})", file=sys.stderr)
+        return EXIT_NO_TESTS
     except BrokenPipeError:  # `gdn-harness list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

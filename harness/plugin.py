@@ -67,7 +67,7 @@ def pytest_configure_node(node: Any) -> None:  # pytest-xdist hook: share the ru
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` on a GPU machine: one worker per visible GPU (asked only
     in a session that collects gdn-harness cases, to keep torch out of others)."""
-    if not any(_is_case_path(Path(a), config) for a in config.args if Path(a).exists()):
+    if not any(_is_case_path(Path(a)) for a in config.args if Path(a).exists()):
         return None
     import torch
 
@@ -97,7 +97,7 @@ def _marks_cases(folder: Path) -> bool:
     return folder.parent != folder and _marks_cases(folder.parent)
 
 
-def _is_case_path(path: Path, config: pytest.Config) -> bool:
+def _is_case_path(path: Path) -> bool:
     if path.is_dir():
         return _marks_cases(path.resolve())
     return path.suffix in (".yaml", ".yml") and (
@@ -108,7 +108,7 @@ def _is_case_path(path: Path, config: pytest.Config) -> bool:
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
     if file_path.suffix not in (".yaml", ".yml"):
         return None
-    if parent.session.isinitpath(file_path) or _is_case_path(file_path, parent.config):
+    if parent.session.isinitpath(file_path) or _is_case_path(file_path):
         return CaseFile.from_parent(parent, path=file_path)
     return None
 

@@ -236,7 +236,8 @@ def test_cases_of_tiers_this_machine_cannot_run_exit_5(files, tmp_path, capsys):
     rc = cli.main([*run_args(tmp_path), str(files["gpu"])])
     err = capsys.readouterr().err
     assert rc == EXIT_NO_TESTS
-    assert "nothing was tested: the 1 selected cases cannot run here" in err
+    assert "error: the 1 selected case cannot run here (tier gpu needs a CUDA device" in err
+    assert "error: nothing was tested (exit 5)" in err
 
 
 def test_every_case_skipped_exits_5(files, tmp_path, capsys, monkeypatch):
@@ -290,7 +291,7 @@ def test_run_shards_together_run_the_unsharded_selection(files, tmp_path, capsys
     whole = run("whole")
     parts = [run(f"s{k}", "--shard", f"{k}/3") for k in (1, 2, 3)]
     assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole) == 5
-    assert "shard 3/3: 1 of 5 selected cases" in capsys.readouterr().out
+    assert "shard 3/3: 1 of the 5 selected cases" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", ["0/2", "3/2", "1", "a/b", "1/0"])
@@ -304,7 +305,7 @@ def test_a_bad_shard_is_bad_usage(bad, capsys):
 def test_an_empty_shard_exits_5(files, tmp_path, capsys):
     rc = cli.main([*run_args(tmp_path, "-k", "second", "--shard", "2/2"), str(files["good"])])
     assert rc == EXIT_NO_TESTS
-    assert "shard 2/2 of 1 cases is empty" in capsys.readouterr().err
+    assert "shard 2/2 of the 1 selected case is empty" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------
