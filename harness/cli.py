@@ -432,7 +432,8 @@ def _add_plugged(sub, chosen: str | None) -> None:
         except ModuleNotFoundError as exc:
             extra = EXTRA_FOR.get(exc.name or "")
             hint = f"; pip install 'gdn-harness[{extra}]'" if extra else ""
-            raise SystemExit(f"error: gdn-harness {name} needs {exc.name}{hint}") from None
+            print(f"error: gdn-harness {name} needs {exc.name}{hint}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

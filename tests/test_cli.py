@@ -172,7 +172,7 @@ def test_a_subcommand_whose_extra_is_missing_says_which(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == EXIT_USAGE
     assert "needs hypothesis" in proc.stderr and "gdn-harness[fuzz]" in proc.stderr
 
 
