@@ -217,6 +217,7 @@ def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
     with Progress(len(cases)) as progress:
         for result in _results(args, cases, impl, baseline, device):
             log.append(result)
+            progress.advance(result.case.id)
             progress.write(console_line(result))
             statuses[result.status] += 1
             if result.status == "skipped":
@@ -225,7 +226,6 @@ def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
                 progress.write(console_failure(result))
                 if args.exitfirst:
                     break
-            progress.advance(result.case.id)
     meta = {
         "impl": impl.spec,
         "baseline": baseline and baseline.spec,
