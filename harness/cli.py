@@ -323,16 +323,44 @@ def _add_paths(p: argparse.ArgumentParser, nargs: str, default: list[str] | None
     p.add_argument("paths", nargs=nargs, metavar="PATH", help=what, **kw)
 
 
+# name -> (one-line help, description) of the subcommands defined here
+COMMANDS = {
+    "run": (
+        "run cases, write a report, exit 1 on any violation",
+        "Run the selected cases through the implementation under test, the baseline and "
+        "the float64 oracle, print a line per case and the violations of failing ones, and "
+        "write a report (results.jsonl, summaries, JUnit, HTML). Refuses to run (exit 2) "
+        "while any case file is invalid, listing every error.",
+    ),
+    "validate": (
+        "check case files: schema and semantic rules, every error listed",
+        "Check case files against the schema and the rules it cannot express (HV a "
+        "multiple of H, pool size, memory estimate...). Every error of every file is "
+        "listed with its file, case, field and YAML line; exit 2 when there is any.",
+    ),
+    "list": (
+        "list the selected cases with their ids, sizes and dtypes",
+        "Print one line per selected case: its id (file.yaml::case[variant], as run and "
+        "pytest take it), tier, sizes, dtypes, state layout and steps. Every tier is listed "
+        "unless --tier says otherwise. Refuses (exit 2) while any case file is invalid, "
+        "listing every error.",
+    ),
+    "impls": (
+        "list impl names and whether each loads here",
+        "List the impl names known here (built-ins, bundled adapters, names installed "
+        "packages register) and whether each loads on this machine; for one that does "
+        "not, why. Any module:function or path/to/file.py:function is an impl name too.",
+    ),
+}
+
+
+def _parser(sub, name: str, **kw: Any) -> argparse.ArgumentParser:
+    help_, description = COMMANDS[name]
+    return sub.add_parser(name, help=help_, description=description, **kw)
+
+
 def _add_run(sub) -> None:
-    run = sub.add_parser(
-        "run",
-        help="run cases, write a report, exit 1 on any violation",
-        description="Run the selected cases through the implementation under test, the "
-        "baseline and the float64 oracle, print a line per case and the violations of "
-        "failing ones, and write a report (results.jsonl, summaries, JUnit, HTML). "
-        "Refuses to run (exit 2) while any case file is invalid, listing every error.",
-        epilog=EPILOG,
-    )
+    run = _parser(sub, "run", epilog=EPILOG)
     _add_paths(run, "*", ["cases"])
     options.add_to_argparse(run, "impl", "baseline", "keyword", "tier", "shard")
     options.add_to_argparse(run, "report_dir", "run_name")
@@ -370,26 +398,13 @@ def _add_run(sub) -> None:
 
 
 def _add_validate(sub) -> None:
-    val = sub.add_parser(
-        "validate",
-        help="check case files: schema and semantic rules, every error listed",
-        description="Check case files against the schema and the rules it cannot express "
-        "(HV a multiple of H, pool size, memory estimate...). Every error of every file "
-        "is listed with its file, case, field and YAML line; exit 2 when there is any.",
-    )
+    val = _parser(sub, "validate")
     _add_paths(val, "+", None)
     val.set_defaults(func=cmd_validate)
 
 
 def _add_list(sub) -> None:
-    lst = sub.add_parser(
-        "list",
-        help="list the selected cases with their ids, sizes and dtypes",
-        description="Print one line per selected case: its id (file.yaml::case[variant], "
-        "as run and pytest take it), tier, sizes, dtypes, state layout and steps. Every "
-        "tier is listed unless --tier says otherwise. Refuses (exit 2) while any case "
-        "file is invalid, listing every error.",
-    )
+    lst = _parser(sub, "list")
     _add_paths(lst, "*", ["cases"])
     every = {"tier": f"{options.TIER_CHOICES} (default: every tier)"}
     options.add_to_argparse(lst, "keyword", "tier", "shard", helps=every)
@@ -397,14 +412,7 @@ def _add_list(sub) -> None:
 
 
 def _add_impls(sub) -> None:
-    imp = sub.add_parser(
-        "impls",
-        help="list impl names and whether each loads here",
-        description="List the impl names known here (built-ins, bundled adapters, names "
-        "installed packages register) and whether each loads on this machine; for one "
-        "that does not, why. Any module:function or path/to/file.py:function is an impl "
-        "name too.",
-    )
+    imp = _parser(sub, "impls")
     imp.set_defaults(func=cmd_impls)
 
 

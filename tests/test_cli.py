@@ -60,18 +60,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def harness(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
-    path = os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": path, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     return {
@@ -312,7 +300,7 @@ def test_an_empty_shard_exits_5(files, tmp_path, capsys):
 # --impl path/to/file.py:function
 
 
-def test_impl_from_a_file_path(files, tmp_path):
+def test_impl_from_a_file_path(files, tmp_path, monkeypatch, capsys):
     write(
         tmp_path / "mine" / "kernel.py",
         """
@@ -323,12 +311,12 @@ def test_impl_from_a_file_path(files, tmp_path):
             oracle_decode(*args, **kwargs)
         """,
     )
+    monkeypatch.chdir(tmp_path)
     args = run_args(tmp_path, "-k", "second")
     args[args.index("oracle")] = "mine/kernel.py:decode"
-    proc = harness(*args, str(files["good"]), cwd=tmp_path)
-    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
-    assert "1 passed, 0 failed, 0 skipped" in proc.stdout
+    assert cli.main([*args, str(files["good"])]) == EXIT_OK
+    assert "1 passed, 0 failed, 0 skipped" in capsys.readouterr().out
     args[args.index("mine/kernel.py:decode")] = "mine/nothing.py:decode"
-    proc = harness(*args, str(files["good"]), cwd=tmp_path)
-    assert proc.returncode == EXIT_USAGE
-    assert proc.stderr.startswith("error: implementation 'mine/nothing.py:decode': no such file")
+    assert cli.main([*args, str(files["good"])]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: implementation 'mine/nothing.py:decode': no such file")

@@ -26,7 +26,15 @@ class Clock:
 def make(total: int, tty: bool, **kw) -> tuple[Progress, io.StringIO, io.StringIO, Clock]:
     err, out, clock = io.StringIO(), io.StringIO(), Clock()
     progress = Progress(total, stream=err, out=out, clock=clock, tty=tty, **kw)
+    progress.tick()
+    assert err.getvalue() == ""  # nothing is shown at the start
     return progress, err, out, clock
+
+
+def one_case_later(progress: Progress, clock: Clock, seconds: float, label: str) -> None:
+    clock.now += seconds
+    progress.advance(label)
+    progress.tick()
 
 
 def test_clock_text():
@@ -44,11 +52,7 @@ def test_status_says_done_of_all_elapsed_and_time_left():
 
 def test_a_ci_log_gets_a_plain_line_every_interval():
     progress, err, out, clock = make(4, tty=False, interval_s=60)
-    progress.tick()
-    assert err.getvalue() == ""  # nothing before the first interval
-    clock.now += 61
-    progress.advance("a.yaml::one")
-    progress.tick()
+    one_case_later(progress, clock, 61, "a.yaml::one")
     progress.tick()  # not due again yet
     assert err.getvalue() == "progress: 1/4 cases, 1:01 elapsed, about 3:03 left\n"
     clock.now += 60
@@ -67,13 +71,12 @@ def test_a_ci_log_line_can_be_turned_off():
 
 def test_a_terminal_line_is_redrawn_in_place_and_cleared_for_output():
     progress, err, out, clock = make(3, tty=True, delay_s=2.0)
+    clock.now += 1.5
     progress.tick()
     assert err.getvalue() == ""  # short runs show no bar
-    clock.now += 5
-    progress.advance("a.yaml::one")
-    progress.tick()
+    one_case_later(progress, clock, 5, "a.yaml::one")
     drawn = err.getvalue()
-    assert drawn.startswith("\r[========") and "1/3 cases, 0:05 elapsed, about 0:10 left" in drawn
+    assert drawn.startswith("\r[========") and "1/3 cases, 0:06 elapsed, about 0:13 left" in drawn
     assert "a.yaml::one" in drawn and "\n" not in drawn
     progress.write("PASS  a.yaml::one")
     assert out.getvalue() == "PASS  a.yaml::one\n"

@@ -1755,18 +1755,9 @@ def register(subparsers: Any) -> None:
         default=parse_layouts(DEFAULT_LAYOUTS),
         help="state layouts (default vk,kv)",
     )
-    p.add_argument(
-        "--state-dtype",
-        choices=list(STATE_DTYPES),
-        default="fp32",
-        help="state dtype of the timed steps (default fp32)",
-    )
-    p.add_argument(
-        "--act-dtype",
-        choices=list(ACT_DTYPES),
-        default="bf16",
-        help="activation dtype of the timed steps (default bf16)",
-    )
+    for flag, dtypes, default in (("--state", STATE_DTYPES, "fp32"), ("--act", ACT_DTYPES, "bf16")):
+        what = f"{flag[2:]} dtype of the timed steps (default {default})"
+        p.add_argument(f"{flag}-dtype", choices=list(dtypes), default=default, help=what)
     p.add_argument(
         "--replays",
         type=int,
