@@ -1,103 +1,251 @@
-"""The ``gdn-harness`` command (also ``python -m harness``).
+"""The gdn-harness command line (also python3 -m harness).
 
-Exit codes: 0 nothing violated, 1 a case failed or crashed, 2 bad usage or
-bad case files.
+Differential correctness checks of the Gated DeltaNet packed decode kernel:
+YAML cases run through an implementation, the baseline and a float64 oracle,
+and every violation is reported.
+
+A thin face over the engine: options shared with the pytest plugin come from
+``harness.options``; loading, running and reporting live in their stage
+packages. Nothing heavy is imported before a command needs it, so ``--help``,
+``validate`` and ``list`` never wait for torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from harness.cases import load as case_mod
-from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from harness.core.spec import CaseSpec
-from harness.core.tiers import TIERS, runnable_tiers
-from harness.impls.registry import ImplError, available_impls, load_implementation
-from harness.report import (
-    ResultLog,
-    console_failure,
-    console_line,
-    default_run_name,
-    write_summaries,
+from harness import options
+from harness.core.exitcodes import EXIT_FAIL, EXIT_NO_TESTS, EXIT_OK, EXIT_USAGE
+from harness.core.tiers import TIERS, runnable_tiers, tier_unrunnable
+
+if TYPE_CHECKING:
+    from harness.cases.load import CaseFileError
+    from harness.core.spec import CaseSpec
+
+DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
+EPILOG = (
+    "exit codes: 0 every selected case ran and nothing was violated; 1 a case failed or "
+    "crashed; 2 bad usage or invalid case files (every error is listed); 5 nothing was "
+    "tested (every selected case was skipped, or a requested tier cannot run here)."
 )
-from harness.run.isolate import default_timeout
-from harness.run.result import CaseResult
-from harness.run.runner import default_device, run_case
+# Subcommands in modules of their own, imported only when chosen (fuzz and
+# bench import torch, fuzz also Hypothesis): name -> (module, one-line help).
+PLUGGED = {
+    "fuzz": (
+        "harness.fuzz.command",
+        "draw cases across the case space with Hypothesis, shrink the first failure and "
+        "save it as a case file",
+    ),
+    "bench": (
+        "harness.bench.command",
+        "time packed, baseline and any --impl under CUDA-graph replay (needs a GPU)",
+    ),
+    "report": ("harness.report.command", "work with the report of a finished run"),
+}
+EXTRA_FOR = {"hypothesis": "fuzz"}  # a missing package -> the extra that installs it
 
 
 class UsageError(Exception):
     """Bad command-line input that argparse cannot see (exit 2)."""
 
 
-def load_selected(paths: Sequence[str], tiers: set[str] | None, keyword: str | None):
-    """Load PATHS (files, folders, or ``file.yaml::case`` ids) and select cases."""
-    loaded: list[CaseSpec] = []
-    for p in paths:
-        file, sep, name = p.partition("::")
-        specs = case_mod.load_paths([file])
-        if sep:
-            specs = [s for s in specs if s.name == name]
-            if not specs:
-                raise case_mod.CaseFileError(file, name, None, None, "no such case in the file")
-        loaded.extend(specs)
+class NothingTested(Exception):
+    """A run that would test nothing: each argument is a line saying why (exit 5)."""
+
+
+class InvalidCaseFiles(Exception):
+    """Every error found in the case files of one command (exit 2)."""
+
+    def __init__(self, errors: list[CaseFileError], files: int) -> None:
+        super().__init__(errors)
+        self.errors = errors
+        self.files = files  # case files looked at
+
+    def lines(self, action: str) -> list[str]:
+        bad = len({e.file for e in self.errors})
+        n = len(self.errors)
+        tail = f"{n} error{'s' * (n != 1)} in {bad} of {self.files} case file"
+        return [f"error: {e}" for e in self.errors] + [f"{tail}{'s' * (self.files != 1)}; {action}"]
+
+
+# --------------------------------------------------------------------------
+# Loading: every error of every file, then one verdict
+
+
+def _file_errors(exc: Exception) -> list[CaseFileError]:
+    """The errors one failed load reports: one today; a loader that collects
+    every bad case of a file raises a group (``errors`` or ``exceptions``)."""
+    group = getattr(exc, "errors", None) or getattr(exc, "exceptions", None)
+    return list(group) if isinstance(group, (list, tuple)) else [exc]  # type: ignore[list-item]
+
+
+def _case_files(path: str) -> Iterator[Path | CaseFileError]:
+    """The case files under one path, or the error of a path that does not exist."""
+    from harness.cases import load as case_mod
+
     try:
-        return case_mod.select(loaded, tiers=tiers, keyword=keyword)
-    except ValueError as exc:  # a malformed -k expression or an unknown tier
+        yield from case_mod.iter_case_files([path])
+    except case_mod.CaseFileError as exc:
+        yield exc
+
+
+def load_checked(paths: Sequence[str]) -> tuple[list[CaseSpec], int]:
+    """Cases under PATHS (files, folders or ``file.yaml::case`` ids) and the
+    number of files named or found; :class:`InvalidCaseFiles` with every error
+    when any is invalid, so that nothing runs on a half-read library."""
+    from harness.cases import load as case_mod
+
+    errors: list[CaseFileError] = []
+    specs: list[CaseSpec] = []
+    files = 0
+    for entry in paths:
+        file, sep, name = entry.partition("::")
+        for path in _case_files(file):
+            files += 1
+            if isinstance(path, case_mod.CaseFileError):
+                errors.append(path)
+                continue
+            try:
+                found = case_mod.load_file(path)
+            except case_mod.CaseFileError as exc:
+                errors.extend(_file_errors(exc))
+                continue
+            if sep:
+                found = [s for s in found if s.name == name]
+                if not found:
+                    msg = "no such case in the file"
+                    errors.append(case_mod.CaseFileError(file, name, None, None, msg))
+            specs.extend(found)
+    if errors:
+        raise InvalidCaseFiles(errors, files)
+    return specs, files
+
+
+def select(specs: list[CaseSpec], tiers: set[str] | None, keyword: str | None) -> list[CaseSpec]:
+    from harness.cases import load as case_mod
+
+    try:
+        return case_mod.select(specs, tiers=tiers, keyword=keyword)
+    except ValueError as exc:  # a malformed -k expression
         raise UsageError(str(exc)) from None
 
 
-def _tiers(values: list[str] | None, device: str) -> set[str]:
-    if not values:
-        return runnable_tiers(device)
-    return set(TIERS) if "all" in values else set(values)
+def load_selected(paths: Sequence[str], tiers: set[str] | None, keyword: str | None):
+    """Load PATHS and select cases (``tiers`` None: every tier)."""
+    return select(load_checked(paths)[0], tiers, keyword)
+
+
+# --------------------------------------------------------------------------
+# run
+
+
+def _unrunnable_tiers(requested: list[str] | None, device: str) -> list[str]:
+    """Lines for each explicitly requested tier that ``device`` cannot run."""
+    wanted = options.wanted_tiers(requested, set())
+    return [why for t in TIERS if t in wanted and (why := tier_unrunnable(t, device))]
+
+
+def _cases(n: int) -> str:
+    return f"{n} selected case{'s' * (n != 1)}"
+
+
+def _tiers(specs: Iterable[CaseSpec]) -> set[str]:
+    return {spec.tier for spec in specs}
+
+
+def _nothing_tested(results: Counter, skips: Counter) -> str:
+    reasons = "; ".join(f"{n} x {why}" for why, n in skips.most_common(3))
+    total = sum(results.values())
+    return f"nothing was tested: all {_cases(total)} were skipped ({reasons})"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.run.runner import default_device
+
+    specs, _ = load_checked(args.paths)
     device = args.device or default_device()
-    cases = load_selected(args.paths, _tiers(args.tier, device), args.keyword)
+    return _run(args, _run_selection(args, specs, device), device)
+
+
+def _run_selection(args: argparse.Namespace, specs: list[CaseSpec], device: str):
+    """The cases to run; :class:`NothingTested` when none can, :class:`UsageError`
+    when the paths and -k select none."""
+    cannot = _unrunnable_tiers(args.tier, device)
+    if cannot:
+        raise NothingTested(*(f"--tier: {line}" for line in cannot))
+    matched = select(specs, None, args.keyword)
+    tiers = options.wanted_tiers(args.tier, runnable_tiers(device))
+    cases = [spec for spec in matched if spec.tier in tiers]
+    if not cases and matched and not args.tier:
+        why = "; ".join(tier_unrunnable(t, device) or "" for t in TIERS if t in _tiers(matched))
+        raise NothingTested(f"the {_cases(len(matched))} cannot run here ({why})")
     if not cases:
-        print("error: no cases selected (check the paths, -k and --tier)", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("no cases selected (check the paths, -k and --tier)")
+    if not args.shard:
+        return cases
+    shard = args.shard.pick(cases)
+    if not shard:
+        raise NothingTested(f"shard {args.shard} of the {_cases(len(cases))} is empty")
+    print(f"shard {args.shard}: {len(shard)} of the {_cases(len(cases))}", flush=True)
+    return shard
+
+
+def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
+    from harness.impls.registry import load_implementation
+    from harness.report import (
+        ResultLog,
+        console_failure,
+        console_line,
+        default_run_name,
+        write_summaries,
+    )
+    from harness.report.progress import Progress
+
     impl = load_implementation(args.impl)
     baseline = None if args.baseline == "none" else load_implementation(args.baseline)
     report_dir = Path(args.report_dir) / (args.run_name or default_run_name())
     log = ResultLog(report_dir, fresh=True)
-    from harness.report.progress import Progress
-
-    progress = Progress(len(cases))
-    failed = 0
-    for result in _results(args, cases, impl, baseline, device):
-        spec = result.case
-        log.append(result)
-        progress.clear()
-        print(console_line(result), flush=True)
-        if result.failed:
-            failed += 1
-            print(console_failure(result), flush=True)
-            if args.exitfirst:
-                break
-        progress.update(spec.id)
-    progress.clear()
+    statuses: Counter = Counter()
+    skips: Counter = Counter()
+    with Progress(len(cases)) as progress:
+        for result in _results(args, cases, impl, baseline, device):
+            log.append(result)
+            progress.advance(result.case.id)
+            progress.write(console_line(result))
+            statuses[result.status] += 1
+            if result.status == "skipped":
+                skips[result.reason] += 1
+            if result.failed:
+                progress.write(console_failure(result))
+                if args.exitfirst:
+                    break
     meta = {
         "impl": impl.spec,
         "baseline": baseline and baseline.spec,
         "device": device,
         "cuda_graph": args.cuda_graph,
     }
-    summary = write_summaries(report_dir, meta)
-    c = summary["counts"]
-    print(
-        f"{c['passed']} passed, {c['failed'] + c['crashed']} failed, {c['skipped']} skipped "
-        f"(report: {report_dir})"
-    )
-    return EXIT_FAIL if failed else EXIT_OK
+    if args.shard:
+        meta["shard"] = str(args.shard)
+    c = write_summaries(report_dir, meta)["counts"]
+    failed = c["failed"] + c["crashed"]
+    print(f"{c['passed']} passed, {failed} failed, {c['skipped']} skipped (report: {report_dir})")
+    if failed:
+        return EXIT_FAIL
+    if not c["passed"]:
+        print(f"error: {_nothing_tested(statuses, skips)}", file=sys.stderr)
+        return EXIT_NO_TESTS
+    return EXIT_OK
 
 
-def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
+def _results(args, cases, impl, baseline, device) -> Iterator[Any]:
     """Results: in-process, crash-isolated (one worker per GPU), or under memcheck."""
     if args.sanitize:
         from harness.run.memcheck import run_sanitized
@@ -105,6 +253,8 @@ def _results(args, cases, impl, baseline, device) -> Iterator[CaseResult]:
         return (run_sanitized(spec, impl.spec, args.timeout) for spec in cases)
     isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
     if not isolate:
+        from harness.run.runner import run_case
+
         return (run_case(spec, impl, baseline, device, args.cuda_graph) for spec in cases)
     from harness.run.isolate import run_isolated
 
@@ -125,17 +275,22 @@ def _devices(device: str, jobs: int | None) -> list[str]:
     return [f"cuda:{i % count}" for i in range(jobs or count)]
 
 
+# --------------------------------------------------------------------------
+# validate, list, impls
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    count = 0
-    for file in case_mod.iter_case_files(args.paths):
-        count += len(case_mod.load_file(file))
-    print(f"{count} cases OK")
+    specs, files = load_checked(args.paths)
+    print(f"{len(specs)} cases OK in {files} file{'s' * (files != 1)}")
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    tiers = set(TIERS) if not args.tier else _tiers(args.tier, "cuda")
-    for spec in load_selected(args.paths, tiers, args.keyword):
+    specs, _ = load_checked(args.paths)
+    cases = select(specs, options.wanted_tiers(args.tier, set(TIERS)), args.keyword)
+    if args.shard:
+        cases = args.shard.pick(cases)
+    for spec in cases:
         print(
             f"{spec.id}  [{spec.tier}] B={spec.B} H={spec.H} HV={spec.HV} K={spec.K} "
             f"V={spec.V} {spec.act_dtype}/{spec.state_dtype} {spec.layout.state_layout}"
@@ -145,6 +300,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_impls(args: argparse.Namespace) -> int:
+    from harness.impls.registry import ImplError, available_impls, load_implementation
+
     for name in available_impls():
         try:
             load_implementation(name)
@@ -154,25 +311,70 @@ def cmd_impls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gdn-harness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+# --------------------------------------------------------------------------
+# The parser
 
-    run = sub.add_parser("run", help="run cases, write a report, exit 1 on any violation")
-    run.add_argument("paths", nargs="*", default=["cases"], help="files, folders or file::case")
-    run.add_argument("--impl", default="packed", help="implementation under test (SPEC)")
-    run.add_argument("--baseline", default="baseline", help="baseline SPEC, or 'none'")
-    run.add_argument("-k", dest="keyword", help="select cases by expression over their ids")
-    run.add_argument("--tier", action="append", choices=[*TIERS, "all"], help="repeatable")
-    run.add_argument("--report-dir", default="reports", help="parent folder of run reports")
-    run.add_argument("--run-name", help="report subfolder (default: run-<timestamp>)")
-    run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+
+def _add_paths(p: argparse.ArgumentParser, nargs: str, default: list[str] | None) -> None:
+    what = "case files, folders of them, or file.yaml::case ids"
+    if default:
+        what += f" (default: {' '.join(default)})"
+    kw: dict[str, Any] = {"default": default} if default else {}
+    p.add_argument("paths", nargs=nargs, metavar="PATH", help=what, **kw)
+
+
+# name -> (one-line help, description) of the subcommands defined here
+COMMANDS = {
+    "run": (
+        "run cases, write a report, exit 1 on any violation",
+        "Run the selected cases through the implementation under test, the baseline and "
+        "the float64 oracle, print a line per case and the violations of failing ones, and "
+        "write a report (results.jsonl, summaries, JUnit, HTML). Refuses to run (exit 2) "
+        "while any case file is invalid, listing every error.",
+    ),
+    "validate": (
+        "check case files: schema and semantic rules, every error listed",
+        "Check case files against the schema and the rules it cannot express (HV a "
+        "multiple of H, pool size, memory estimate...). Every error of every file is "
+        "listed with its file, case, field and YAML line; exit 2 when there is any.",
+    ),
+    "list": (
+        "list the selected cases with their ids, sizes and dtypes",
+        "Print one line per selected case: its id (file.yaml::case[variant], as run and "
+        "pytest take it), tier, sizes, dtypes, state layout and steps. Every tier is listed "
+        "unless --tier says otherwise. Refuses (exit 2) while any case file is invalid, "
+        "listing every error.",
+    ),
+    "impls": (
+        "list impl names and whether each loads here",
+        "List the impl names known here (built-ins, bundled adapters, names installed "
+        "packages register) and whether each loads on this machine; for one that does "
+        "not, why. Any module:function or path/to/file.py:function is an impl name too.",
+    ),
+}
+
+
+def _parser(sub, name: str, **kw: Any) -> argparse.ArgumentParser:
+    help_, description = COMMANDS[name]
+    return sub.add_parser(name, help=help_, description=description, **kw)
+
+
+def _add_run(sub) -> None:
+    run = _parser(sub, "run", epilog=EPILOG)
+    _add_paths(run, "*", ["cases"])
+    options.add_to_argparse(run, "impl", "baseline", "keyword", "tier", "shard")
+    options.add_to_argparse(run, "report_dir", "run_name")
+    run.add_argument(
+        "--device", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cuda when present)"
+    )
     run.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="capture each implementation once, replay with new inputs and padding",
+        help="capture each implementation once, replay it with new inputs and padding",
     )
-    run.add_argument("--jobs", type=int, help="isolated workers (default: one per GPU)")
+    run.add_argument(
+        "--jobs", type=int, metavar="N", help="crash-isolated workers (default: one per GPU)"
+    )
     run.add_argument(
         "--sanitize",
         action="store_true",
@@ -188,50 +390,90 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timeout",
         type=float,
-        default=default_timeout(),
-        help="per-case timeout in seconds with --isolate (default 600)",
+        metavar="SECONDS",
+        default=float(os.environ.get("GDN_CASE_TIMEOUT", "600")),
+        help="per-case limit with --isolate or --sanitize (default: $GDN_CASE_TIMEOUT or 600)",
     )
     run.set_defaults(func=cmd_run)
 
-    val = sub.add_parser("validate", help="check case files against the schema")
-    val.add_argument("paths", nargs="+")
+
+def _add_validate(sub) -> None:
+    val = _parser(sub, "validate")
+    _add_paths(val, "+", None)
     val.set_defaults(func=cmd_validate)
 
-    lst = sub.add_parser("list", help="list expanded cases with their ids")
-    lst.add_argument("paths", nargs="*", default=["cases"])
-    lst.add_argument("-k", dest="keyword")
-    lst.add_argument("--tier", action="append", choices=[*TIERS, "all"])
+
+def _add_list(sub) -> None:
+    lst = _parser(sub, "list")
+    _add_paths(lst, "*", ["cases"])
+    every = {"tier": f"{options.TIER_CHOICES} (default: every tier)"}
+    options.add_to_argparse(lst, "keyword", "tier", "shard", helps=every)
     lst.set_defaults(func=cmd_list)
 
-    imp = sub.add_parser("impls", help="list implementations and whether they load")
+
+def _add_impls(sub) -> None:
+    imp = _parser(sub, "impls")
     imp.set_defaults(func=cmd_impls)
-    _register_optional(sub)
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is no option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _module_file(module: str) -> Path:
+    """Where a harness module lives, found without importing its package."""
+    return Path(__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+def _add_plugged(sub, chosen: str | None) -> None:
+    """Register the chosen plugged subcommand for real and list the others by
+    name and help only; one whose module is absent is left out."""
+    for name, (module, help_) in PLUGGED.items():
+        if not _module_file(module).exists():  # not in this version of the harness
+            continue
+        if name != chosen:
+            sub.add_parser(name, help=help_, add_help=False)
+            continue
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_FOR.get(exc.name or "")
+            hint = f"; pip install 'gdn-harness[{extra}]'" if extra else ""
+            print(f"error: gdn-harness {name} needs {exc.name}{hint}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The whole parser; of the plugged subcommands only the one ``argv``
+    chooses is imported (build_parser() alone imports none)."""
+    parser = argparse.ArgumentParser(prog="gdn-harness", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_validate, _add_list, _add_impls):
+        add(sub)
+    _add_plugged(sub, _chosen(argv))
     return parser
 
 
-def _register_optional(sub) -> None:
-    """Subcommands that live in their own modules (fuzz, bench)."""
-    import importlib
-
-    for name in ("harness.fuzz.command", "harness.bench.command"):
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:  # a broken optional module must not take the CLI down
-            print(f"warning: {name} unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        module.register(sub)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    from harness.impls.registry import ImplError
+
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
-    except case_mod.CaseFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except InvalidCaseFiles as exc:
+        action = "nothing was run" if args.command == "run" else "fix them and try again"
+        print("\n".join(exc.lines(action)), file=sys.stderr)
     except (ImplError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except NothingTested as exc:
+        for line in exc.args:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"error: nothing was tested (exit {EXIT_NO_TESTS})", file=sys.stderr)
+        return EXIT_NO_TESTS
     except BrokenPipeError:  # `gdn-harness list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

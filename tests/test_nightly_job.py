@@ -116,3 +116,32 @@ def _alive(pid: int) -> bool:
         return False
     stat_file = Path(f"/proc/{pid}/stat")  # a zombie has exited
     return not (stat_file.exists() and stat_file.read_text().split()[2] == "Z")
+
+
+def test_the_workflow_shows_a_shard_matrix_that_covers_the_run(capsys):
+    """The matrix job runs shards 1..N of one selection; together they are all of it."""
+    import yaml
+
+    from harness import cli
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly-gpu.yml").read_text())
+    job = workflow["jobs"]["gpu-shards"]
+    shards = job["strategy"]["matrix"]["shard"]
+    n = len(shards)
+    assert shards == list(range(1, n + 1)) and n > 1
+    command = next(s["run"] for s in job["steps"] if "--shard" in s.get("run", ""))
+    assert f"--shard ${{{{ matrix.shard }}}}/{n}" in command
+    assert "--run-name shard-${{ matrix.shard }}" in command  # a report folder per shard
+    words = command.split()
+    assert words[:4] == ["python3", "-m", "harness", "run"]
+    tiers = [w for i, w in enumerate(words) if words[i - 1] == "--tier"]
+    selection = [str(ROOT / "cases"), *(f"--tier={t}" for t in tiers)]
+
+    def listed(*extra: str) -> list[str]:
+        assert cli.main(["list", *selection, *extra]) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+    whole = listed()
+    parts = [listed("--shard", f"{k}/{n}") for k in shards]
+    assert whole and sorted(i for p in parts for i in p) == sorted(whole)
+    assert sum(map(len, parts)) == len(whole)

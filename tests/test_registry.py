@@ -149,7 +149,7 @@ def test_unknown_name_lists_choices():
     assert "no-such-impl" in msg
     for name in ("packed", "baseline", "oracle"):
         assert name in msg
-    assert "module:callable" in msg
+    assert "module:function" in msg and "path/to/file.py:function" in msg
     assert isinstance(exc.value, LookupError)
 
 
@@ -232,6 +232,66 @@ def test_not_callable(fixtures_on_path):
         resolve_impl("fixtures_impls:NOT_CALLABLE")
 
 
+FILE_IMPL = """
+from harness.impls.oracle import oracle_decode
+
+TAG = {tag!r}
+
+
+def decode(*args, **kwargs):
+    oracle_decode(*args, **kwargs)
+
+
+class Namespace:
+    fn = decode
+"""
+
+
+def test_file_path_with_function(tmp_path, monkeypatch):
+    """``path/to/file.py:function``, absolute or relative to the working directory."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "my_impl.py").write_text(FILE_IMPL.format(tag="a"))
+    impl = load_implementation(f"{tmp_path}/sub/my_impl.py:decode")
+    assert impl.spec == f"{tmp_path}/sub/my_impl.py:decode" and impl.builtin is False
+    args = make_torch_inputs(seed=5)
+    want_out, want_state = expected(args, scale=0.5, use_qk_l2norm=True, layout="vk")
+    impl.fn(*args, scale=0.5)
+    assert torch.equal(args[-1], want_out) and torch.equal(args[5], want_state)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_impl("sub/my_impl.py:Namespace.fn") is impl.fn
+    monkeypatch.chdir(tmp_path / "sub")
+    assert resolve_impl("my_impl.py:decode") is impl.fn
+
+
+def test_two_files_of_one_name_are_two_modules(tmp_path):
+    for tag in ("a", "b"):
+        (tmp_path / tag).mkdir()
+        (tmp_path / tag / "impl.py").write_text(FILE_IMPL.format(tag=tag))
+    fa = resolve_impl(f"{tmp_path}/a/impl.py:decode")
+    fb = resolve_impl(f"{tmp_path}/b/impl.py:decode")
+    assert fa.__globals__["TAG"] == "a" and fb.__globals__["TAG"] == "b"
+
+
+def test_file_path_errors_say_what_to_write(tmp_path):
+    with pytest.raises(ImplError, match="no such file") as exc:
+        resolve_impl(f"{tmp_path}/missing.py:decode")
+    assert "path/to/file.py:function" in str(exc.value)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom in file')\n")
+    with pytest.raises(ImplError, match="boom in file"):
+        resolve_impl(f"{tmp_path}/broken.py:decode")
+    (tmp_path / "ok.py").write_text(FILE_IMPL.format(tag="c"))
+    with pytest.raises(ImplError, match="no attribute 'nope'"):
+        resolve_impl(f"{tmp_path}/ok.py:nope")
+    with pytest.raises(ImplError, match="name the function too"):
+        resolve_impl(f"{tmp_path}/ok.py")
+
+
+def test_unimportable_module_says_how_to_name_a_file():
+    with pytest.raises(ImplError) as exc:
+        resolve_impl("no_such_module_for_gdn_tests:fn")
+    assert "path/to/file.py:function" in str(exc.value)
+
+
 # --------------------------------------------------------------------------
 # unsupported(case)
 # --------------------------------------------------------------------------
@@ -302,7 +362,9 @@ def test_entry_point_names(fixtures_on_path, monkeypatch):
     assert "no_such_module_for_gdn_tests" in str(exc.value)
     with pytest.raises(ImplError) as exc:
         resolve_impl("gamma")
-    assert "alpha" in str(exc.value) and "zeta" in str(exc.value)
+    msg = str(exc.value)
+    assert "alpha" in msg and "zeta" in msg
+    assert "not loadable here: broken;" in msg  # listed, but not installed here
 
 
 # --------------------------------------------------------------------------

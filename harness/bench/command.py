@@ -118,15 +118,15 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time packed vs baseline (and --impl) under CUDA-graph replay; table, JSON, plot",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     count = functools.partial(p.add_argument, type=int, metavar="N")
     switch = functools.partial(p.add_argument, action="store_true")
     p.add_argument(
         "--impl",
         action="append",
-        metavar="SPEC",
-        help="extra implementation beside packed and baseline (repeatable)",
+        metavar="IMPL",
+        help="impl name of an extra implementation beside packed and baseline (repeatable)",
     )
     p.add_argument(
         "--shapes",
@@ -146,8 +146,9 @@ def register(subparsers: Any) -> None:
         default=parse_layouts(DEFAULT_LAYOUTS),
         help="state layouts (default vk,kv)",
     )
-    p.add_argument("--state-dtype", choices=list(STATE_DTYPES), default="fp32")
-    p.add_argument("--act-dtype", choices=list(ACT_DTYPES), default="bf16")
+    for flag, dtypes, default in (("--state", STATE_DTYPES, "fp32"), ("--act", ACT_DTYPES, "bf16")):
+        what = f"{flag[2:]} dtype of the timed steps (default {default})"
+        p.add_argument(f"{flag}-dtype", choices=list(dtypes), default=default, help=what)
     count(
         "--replays",
         help=f"timed graph replays per implementation and case (default {DEFAULT_REPLAYS})",

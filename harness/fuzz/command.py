@@ -33,6 +33,7 @@ from typing import TextIO
 
 from hypothesis import Verbosity, given, seed, settings
 
+from harness import options
 from harness.cases import load as case_mod
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
@@ -463,8 +464,7 @@ def register(subparsers) -> None:
             "nothing fails, 2 on bad usage. One line per example goes to stderr."
         ),
     )
-    p.add_argument("--impl", default="packed", help="implementation under test (SPEC)")
-    p.add_argument("--baseline", default="baseline", help="baseline SPEC, or 'none' (faster)")
+    options.add_to_argparse(p, "impl", "baseline")
     p.add_argument("--max-examples", type=int, help="examples to draw (default: the profile's)")
     p.add_argument("--budget", type=float, help="seconds after which no new example is drawn")
     p.add_argument(

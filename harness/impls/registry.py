@@ -1,11 +1,12 @@
 """Finding implementations of the decode step by name.
 
-This module is the one way the harness finds implementations. A spec is a
-built-in name (``packed``, ``baseline``, ``oracle``), the name of an adapter
-bundled with the harness for an outside kernel (``fla``, whose package is an
-optional extra), a name registered by an installed package under the
-``gdn_harness.implementations`` entry-point group, or ``module:callable``
-for anything importable. Only the built-ins are ``builtin``: cases that
+This module is the one way the harness finds implementations. An impl name
+is a built-in name (``packed``, ``baseline``, ``oracle``), the name of an
+adapter bundled with the harness for an outside kernel (``fla``, whose
+package is an optional extra), a name registered by an installed package
+under the ``gdn_harness.implementations`` entry-point group,
+``module:function`` for anything importable, or ``path/to/file.py:function``
+for a file that is not on the import path. Only the built-ins are ``builtin``: cases that
 expect an error exercise their wrappers' validation and are skipped for
 everything else. Every implementation is a callable with the contract's
 signature (DESIGN.md).
@@ -26,11 +27,14 @@ An installed package registers implementations in its ``pyproject.toml``::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 ENTRY_POINT_GROUP = "gdn_harness.implementations"
@@ -51,14 +55,14 @@ DecodeFn = Callable[..., None]
 
 
 class ImplError(LookupError):
-    """An implementation spec that cannot be resolved."""
+    """An impl name that cannot be resolved."""
 
 
 @dataclass(frozen=True)
 class Implementation:
     """A resolved implementation and what the harness needs to know about it."""
 
-    spec: str
+    spec: str  # the impl name it was loaded by
     fn: DecodeFn
     builtin: bool  # built-in wrappers are the ones error cases exercise
 
@@ -102,7 +106,7 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def available_impls() -> list[str]:
-    """Names that ``resolve_impl`` accepts without a ``module:callable`` path.
+    """Names that ``resolve_impl`` accepts without a ``module:function`` path.
 
     A listed name may still fail to load here (a missing package, no GPU):
     ``load_implementation`` says why.
@@ -129,15 +133,62 @@ def _import_module(module_name: str) -> Any:
         return importlib.import_module(module_name)
 
 
-def _import_callable(spec: str) -> DecodeFn:
-    module_name, _, attr = spec.partition(":")
+def _looks_like_file(module_part: str) -> bool:
+    return module_part.endswith(".py") or "/" in module_part or os.sep in module_part
+
+
+def _import_file(path: str, spec: str) -> Any:
+    """Import the Python file ``path`` as a module of its own (not on ``sys.path``).
+
+    The module is named after the file's absolute path, so two files of the
+    same name are two modules, and registered in ``sys.modules`` before it
+    runs, as dataclasses and pickling expect.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ImplError(
+            f"implementation {spec!r}: no such file {path!r} "
+            f"(from {os.getcwd()}); give path/to/file.py:function or module:function"
+        )
+    file = file.resolve()
+    name = "gdn_impl_" + re.sub(r"\W", "_", str(file.with_suffix("")))
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, file)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ImplError(f"implementation {spec!r}: {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
     try:
-        module = _import_module(module_name)
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ImplError(
+            f"implementation {spec!r}: importing {path!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _import_named(module_name: str, spec: str) -> Any:
+    try:
+        return _import_module(module_name)
     except Exception as exc:  # any import failure is the user's spec to fix
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.partition(".")[0]:
+            hint = "; give module:function for a module, path/to/file.py:function for a file"
         raise ImplError(
             f"cannot import module {module_name!r} for implementation {spec!r}: "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}{hint}"
         ) from exc
+
+
+def _import_callable(spec: str) -> DecodeFn:
+    """``module:attr`` or ``path/to/file.py:attr`` (``attr`` may be dotted)."""
+    module_name, _, attr = spec.rpartition(":")
+    if _looks_like_file(module_name):
+        module = _import_file(module_name, spec)
+    else:
+        module = _import_named(module_name, spec)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -164,31 +215,46 @@ def interpret_without_cuda() -> None:
         os.environ["TRITON_INTERPRET"] = "1"
 
 
-def load_implementation(spec: str) -> Implementation:
-    """Resolve ``spec`` to an :class:`Implementation`, or raise :class:`ImplError`."""
+def load_implementation(name: str) -> Implementation:
+    """Resolve an impl name to an :class:`Implementation`, or raise :class:`ImplError`."""
     interpret_without_cuda()
-    if spec in _BUILTIN_LOADERS:
-        return Implementation(spec, _BUILTIN_LOADERS[spec](), builtin=True)
-    if ":" in spec:
-        return Implementation(spec, _import_callable(spec), builtin=False)
+    if name in _BUILTIN_LOADERS:
+        return Implementation(name, _BUILTIN_LOADERS[name](), builtin=True)
+    if ":" in name:
+        return Implementation(name, _import_callable(name), builtin=False)
+    if _looks_like_file(name):
+        raise ImplError(f"implementation {name!r}: name the function too: {name}:function")
     eps = _entry_points()
-    if spec in eps:
+    if name in eps:
         try:
-            fn = eps[spec].load()
+            fn = eps[name].load()
         except Exception as exc:
-            if spec in ADAPTERS and isinstance(exc, ImportError):
-                raise ImplError(f"implementation {spec!r}: {exc}") from exc
+            if name in ADAPTERS and isinstance(exc, ImportError):
+                raise ImplError(f"implementation {name!r}: {exc}") from exc
             raise ImplError(
-                f"implementation {spec!r} (entry point {eps[spec].value}) failed "
+                f"implementation {name!r} (entry point {eps[name].value}) failed "
                 f"to load: {type(exc).__name__}: {exc}"
             ) from exc
-        return Implementation(spec, fn, builtin=False)
-    raise ImplError(
-        f"unknown implementation {spec!r}; available: {', '.join(available_impls())}, "
-        "or module:callable"
-    )
+        return Implementation(name, fn, builtin=False)
+    raise ImplError(f"unknown implementation {name!r}; {_known_names()}")
 
 
-def resolve_impl(spec: str) -> DecodeFn:
-    """Return a callable with the contract's signature for ``spec``."""
-    return load_implementation(spec).fn
+def _known_names() -> str:
+    """The names this machine knows, saying which of them cannot load here."""
+    names = available_impls()
+    missing = []
+    for name in names:
+        if name not in BUILTINS:
+            try:
+                load_implementation(name)
+            except ImplError:
+                missing.append(name)
+    text = f"impl names: {', '.join(names)}"
+    if missing:
+        text += f" (not loadable here: {', '.join(missing)}; 'gdn-harness impls' says why)"
+    return text + "; or module:function, or path/to/file.py:function"
+
+
+def resolve_impl(name: str) -> DecodeFn:
+    """Return a callable with the contract's signature for an impl name."""
+    return load_implementation(name).fn
