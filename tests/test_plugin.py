@@ -138,8 +138,8 @@ def test_a_failure_shows_the_yaml_line_and_the_rerun_command(project):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*FAILED: cases/cpu.yaml::other (cases/cpu.yaml:7)*",
-            "*[values] zero.py:decode*",
+            "*FAILED cases/cpu.yaml::other (line 7;*",
+            "*[[]values] zero.py:decode*",
             "*rerun: gdn-harness run cases/cpu.yaml::other --impl zero.py:decode*",
         ]
     )
