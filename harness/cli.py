@@ -363,6 +363,7 @@ def _add_run(sub) -> None:
     run = _parser(sub, "run", epilog=EPILOG)
     _add_paths(run, "*", ["cases"])
     options.add_to_argparse(run, "impl", "baseline", "keyword", "tier", "shard")
+    options.add_to_argparse(run, "pad", "pad_output", "check_device")
     options.add_to_argparse(run, "report_dir", "run_name")
     run.add_argument(
         "--device", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cuda when present)"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from harness.core.conventions import PAD_OUTPUTS, PADS
 from harness.core.tiers import TIERS
 
 T = TypeVar("T")
@@ -138,6 +139,29 @@ OPTIONS: dict[str, Option] = {
             metavar="K/N",
             type=parse_shard,
             pytest_flags=("--gdn-shard",),
+        ),
+        Option(
+            ("--pad",),
+            "pad",
+            "padding convention of the implementation under test, for a callable that "
+            "cannot declare it: negative (index < 0 is padding, slot 0 is live) or "
+            "nonpositive (index <= 0 is padding, slot 0 is the null block) "
+            "(default: what the implementation declares, else negative)",
+            choices=PADS,
+        ),
+        Option(
+            ("--pad-output",),
+            "pad_output",
+            "what the implementation under test writes to padding rows of out: zero, or "
+            "unwritten (left as they were) (default: what it declares, else zero)",
+            choices=PAD_OUTPUTS,
+        ),
+        Option(
+            ("--check-device",),
+            "check_device",
+            "where the float64 oracle and the per-element check run: cpu, cuda or auto "
+            "(default: auto, the run's GPU when CuPy can use it)",
+            metavar="DEVICE",
         ),
         Option(
             ("--report-dir",),

@@ -32,10 +32,13 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.core.conventions import DEFAULT as DEFAULT_CONVENTIONS
+from harness.core.conventions import Conventions, of_callable, with_options
 
 ENTRY_POINT_GROUP = "gdn_harness.implementations"
 BUILTINS = ("packed", "baseline", "oracle")
@@ -65,10 +68,25 @@ class Implementation:
     spec: str  # the impl name it was loaded by
     fn: DecodeFn
     builtin: bool  # built-in wrappers are the ones error cases exercise
+    conventions: Conventions = DEFAULT_CONVENTIONS  # how it treats padding rows
 
     def unsupported(self, case: Any) -> str | None:
         check = getattr(self.fn, "unsupported", None)
         return check(case) if check is not None else None
+
+    def with_options(self, pad: str | None, pad_output: str | None) -> Implementation:
+        """This implementation under the command line's ``--pad`` / ``--pad-output``."""
+        return replace(self, conventions=with_options(self.conventions, pad, pad_output))
+
+
+def _declared(name: str, fn: DecodeFn, builtin: bool) -> Implementation:
+    """An Implementation with the conventions ``fn`` declares (a bad declaration
+    is the implementation's error, reported when it loads)."""
+    try:
+        conventions = of_callable(fn)
+    except ValueError as exc:
+        raise ImplError(f"implementation {name!r}: {exc}") from None
+    return Implementation(name, fn, builtin, conventions)
 
 
 def _oracle() -> DecodeFn:
@@ -219,9 +237,9 @@ def load_implementation(name: str) -> Implementation:
     """Resolve an impl name to an :class:`Implementation`, or raise :class:`ImplError`."""
     interpret_without_cuda()
     if name in _BUILTIN_LOADERS:
-        return Implementation(name, _BUILTIN_LOADERS[name](), builtin=True)
+        return _declared(name, _BUILTIN_LOADERS[name](), builtin=True)
     if ":" in name:
-        return Implementation(name, _import_callable(name), builtin=False)
+        return _declared(name, _import_callable(name), builtin=False)
     if _looks_like_file(name):
         raise ImplError(f"implementation {name!r}: name the function too: {name}:function")
     eps = _entry_points()
@@ -235,7 +253,7 @@ def load_implementation(name: str) -> Implementation:
                 f"implementation {name!r} (entry point {eps[name].value}) failed "
                 f"to load: {type(exc).__name__}: {exc}"
             ) from exc
-        return Implementation(name, fn, builtin=False)
+        return _declared(name, fn, builtin=False)
     raise ImplError(f"unknown implementation {name!r}; {_known_names()}")
 
 
