@@ -63,6 +63,16 @@ def test_matching_non_finite_values_are_not_over():
     assert s.over == 0 and s.ok
 
 
+def test_sys_exit_in_an_implementation_is_its_cases_crash_not_an_exit():
+    from harness.run.runner import run_case
+
+    impl = load_implementation("tests.fixtures_crash:exit_call")
+    result = run_case(small_pool_case(), impl, None, "cpu")
+    assert result.status == "crashed"
+    assert result.reason == "SystemExit: 3"
+    assert [v.check for v in result.violations] == ["crash"]
+
+
 def test_sanitize_without_the_tool_is_a_crash_not_a_pass(monkeypatch):
     monkeypatch.setattr("harness.run.memcheck.sanitizer_path", lambda: None)
     result = run_sanitized(small_pool_case(), "packed", timeout_s=10)

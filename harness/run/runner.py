@@ -27,6 +27,7 @@ from harness.check.tolerance import ElementTol, resolve
 from harness.core.dtypes import DTYPES
 from harness.core.host import to_f64 as _f64
 from harness.core.host import to_host
+from harness.core.layouts import KV
 from harness.core.spec import CaseSpec
 from harness.core.tiers import tier_unrunnable
 from harness.impls.registry import Implementation
@@ -36,6 +37,9 @@ from reference.oracle import decode_rows
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
 GRAPH_REPLAYS = 5  # CUDA-graph mode: replays per case, each with a new padding pattern
 GRAPH_PATTERNS = ("none", "alternate", "all", "random", "first", "last")
+# What an implementation's call may raise and still be only that case's crash:
+# sys.exit() inside an implementation ends its case, not the run
+IMPL_ERRORS = (Exception, SystemExit)
 
 
 def default_device() -> str:
@@ -123,7 +127,7 @@ class _CaseRun:
     # --- helpers ---------------------------------------------------------------
     def _oriented(self, slots: torch.Tensor) -> torch.Tensor:
         """Slots in the canonical ``[R, HV, K, V]`` orientation (a view)."""
-        return slots if self.spec.layout.state_layout == "kv" else slots.transpose(-1, -2)
+        return slots if self.spec.layout.state_layout == KV else slots.transpose(-1, -2)
 
     def _canonical(self, slots: torch.Tensor, new_array=host_array) -> np.ndarray:
         """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
@@ -149,7 +153,7 @@ class _CaseRun:
         try:
             self._invoke(part, inputs)
             _sync(self.device)
-        except Exception as exc:
+        except IMPL_ERRORS as exc:
             part.alive = False
             msg = f"{type(exc).__name__}: {exc}"
             self._violate("crash", part.impl.spec, step, msg)
@@ -246,7 +250,7 @@ class _CaseRun:
         try:
             p.impl.fn(*twin.args(), **twin.kwargs())  # eager: also checks a graph replay
             _sync(self.device)
-        except Exception as exc:
+        except IMPL_ERRORS as exc:
             self._violate("determinism", p.impl.spec, step, f"second run raised {exc!r}")
             return
         for name in ("out", "state"):
@@ -390,7 +394,7 @@ def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, resu
         inputs = inp_mod.apply_overrides(inp_mod.build_inputs(spec, device), dict(spec.overrides))
         try:
             impl.fn(*inputs.args(), **inputs.kwargs())
-        except Exception as exc:
+        except IMPL_ERRORS as exc:
             if type(exc).__name__ != spec.expect.exception:
                 msg = f"raised {type(exc).__name__}, expected {spec.expect.exception}: {exc}"
                 result.violations.append(Violation("expect-error", impl.spec, None, msg))
@@ -465,7 +469,7 @@ def run_case(
                 run.run_step(step)
                 if not any(p.alive for p in run.parts):
                     break
-    except Exception as exc:
+    except IMPL_ERRORS as exc:
         result.status = CRASHED
         result.reason = f"harness error: {type(exc).__name__}: {exc}"
         result.violations.append(Violation("crash", "harness", None, traceback.format_exc(limit=6)))
