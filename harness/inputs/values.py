@@ -24,6 +24,8 @@ from harness.inputs.buffers import GuardedBuffer
 RANDOM_STATE_LIMIT = 1 << 24
 CHUNK_ELEMS = 1 << 24  # elements per chunk when filling big pools
 
+# drawn in fp32 whatever torch's default dtype is
+_F32 = torch.float32
 _TAGS = {"qkv": 1, "a": 2, "b": 3, "A_log": 4, "dt_bias": 5, "state": 6, "state_chunk": 7}
 
 
@@ -36,7 +38,7 @@ def generator(spec: CaseSpec, tensor: str, step: int = 0) -> torch.Generator:
 
 def _tiny(x: torch.Tensor, norm: float, gen: torch.Generator) -> torch.Tensor:
     """Rescale each head vector (last dim) to ``norm`` times 2**U(-1, 1)."""
-    factor = torch.exp2(torch.rand(x.shape[:-1], generator=gen) * 2 - 1) * norm
+    factor = torch.exp2(torch.rand(x.shape[:-1], generator=gen, dtype=_F32) * 2 - 1) * norm
     length = x.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     return x / length * factor.unsqueeze(-1)
 
@@ -44,9 +46,9 @@ def _tiny(x: torch.Tensor, norm: float, gen: torch.Generator) -> torch.Tensor:
 def qkv_values(spec: CaseSpec, step: int) -> torch.Tensor:
     """``[B, 2*H*K + HV*V]`` fp32 on CPU: q, k, v of one step."""
     gen, vals, B = generator(spec, "qkv", step), spec.values, spec.B
-    q = torch.randn(B, spec.H, spec.K, generator=gen) * vals.qkv_std
-    k = torch.randn(B, spec.H, spec.K, generator=gen) * vals.qkv_std
-    v = torch.randn(B, spec.HV, spec.V, generator=gen) * vals.qkv_std
+    q = torch.randn(B, spec.H, spec.K, generator=gen, dtype=_F32) * vals.qkv_std
+    k = torch.randn(B, spec.H, spec.K, generator=gen, dtype=_F32) * vals.qkv_std
+    v = torch.randn(B, spec.HV, spec.V, generator=gen, dtype=_F32) * vals.qkv_std
     if vals.tiny_qk:
         q = _tiny(q, vals.tiny_qk_norm, gen)
         k = _tiny(k, vals.tiny_qk_norm, gen)
@@ -56,8 +58,11 @@ def qkv_values(spec: CaseSpec, step: int) -> torch.Tensor:
 def gate_values(spec: CaseSpec, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``a`` and ``b`` of one step, ``[B, HV]`` fp32 on CPU."""
     vals, shape = spec.values, (spec.B, spec.HV)
-    a = torch.randn(shape, generator=generator(spec, "a", step)) * vals.gate_std + vals.gate_mean
-    b = torch.randn(shape, generator=generator(spec, "b", step)) * vals.beta_std
+    a = (
+        torch.randn(shape, generator=generator(spec, "a", step), dtype=_F32) * vals.gate_std
+        + vals.gate_mean
+    )
+    b = torch.randn(shape, generator=generator(spec, "b", step), dtype=_F32) * vals.beta_std
     return a, b
 
 
@@ -66,7 +71,9 @@ def param_values(spec: CaseSpec) -> tuple[torch.Tensor, torch.Tensor]:
     vals = spec.values
     u = torch.rand(spec.HV, generator=generator(spec, "A_log"), dtype=torch.float64)
     A_log = (u * (vals.a_log_hi - vals.a_log_lo) + vals.a_log_lo).float()
-    dt_bias = torch.randn(spec.HV, generator=generator(spec, "dt_bias")) * vals.dt_bias_std
+    dt_bias = (
+        torch.randn(spec.HV, generator=generator(spec, "dt_bias"), dtype=_F32) * vals.dt_bias_std
+    )
     return A_log, dt_bias
 
 
@@ -98,7 +105,7 @@ def fill_state(buf: GuardedBuffer, spec: CaseSpec, indices: list[int]) -> None:
     slots = buf.data2d()[:, :E]
     std = spec.values.state_std
     if N * E <= RANDOM_STATE_LIMIT:
-        store(slots, torch.randn(N, E, generator=generator(spec, "state")) * std)
+        store(slots, torch.randn(N, E, generator=generator(spec, "state"), dtype=_F32) * std)
         return
     _fill_pattern(slots, std)
     live = sorted({s for s in indices if 0 <= s < N})
@@ -107,7 +114,7 @@ def fill_state(buf: GuardedBuffer, spec: CaseSpec, indices: list[int]) -> None:
 
     def values(i: int) -> torch.Tensor:  # a stream per chunk: chunks are drawn in parallel
         gen = generator(spec, "state_chunk", i)
-        return (torch.randn(len(chunks[i]), E, generator=gen) * std).to(slots.dtype)
+        return (torch.randn(len(chunks[i]), E, generator=gen, dtype=_F32) * std).to(slots.dtype)
 
     with ThreadPoolExecutor(max_workers=draw_threads(len(chunks))) as pool:
         for chunk, vals in zip(chunks, pool.map(values, range(len(chunks))), strict=True):

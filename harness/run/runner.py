@@ -32,6 +32,7 @@ from harness.core.spec import CaseSpec
 from harness.core.tiers import tier_unrunnable
 from harness.impls.registry import Implementation
 from harness.run.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
+from harness.run.torchstate import guarded
 from reference.oracle import decode_rows
 
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
@@ -58,6 +59,14 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def _torch_guard(result: CaseResult, who: str, step: int | None, cuda: bool):
+    """Changes ``who`` makes to torch's process-wide state become
+    ``torch-state`` violations of this case, and are undone."""
+    return guarded(
+        lambda msg: result.violations.append(Violation("torch-state", who, step, msg)), cuda
+    )
 
 
 @dataclass
@@ -136,6 +145,12 @@ class _CaseRun:
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
 
+    def _guarded(self, part: _Participant, step: int):
+        """Around a call of ``part``: its changes to torch's process-wide state,
+        reported and undone (CUDA generators outside graph capture only)."""
+        cuda = self.device.startswith("cuda") and not self.graph
+        return _torch_guard(self.result, part.impl.spec, step, cuda)
+
     def _invoke(self, part: _Participant, inputs: inp_mod.CaseInputs) -> None:
         if not self.graph:
             part.impl.fn(*inputs.args(), **inputs.kwargs())
@@ -151,8 +166,9 @@ class _CaseRun:
 
     def _call(self, part: _Participant, inputs: inp_mod.CaseInputs, step: int) -> bool:
         try:
-            self._invoke(part, inputs)
-            _sync(self.device)
+            with self._guarded(part, step):
+                self._invoke(part, inputs)
+                _sync(self.device)
         except IMPL_ERRORS as exc:
             part.alive = False
             msg = f"{type(exc).__name__}: {exc}"
@@ -248,8 +264,9 @@ class _CaseRun:
         how = "a graph replay and an eager run" if self.graph else "two runs"
         twin.poison_out()
         try:
-            p.impl.fn(*twin.args(), **twin.kwargs())  # eager: also checks a graph replay
-            _sync(self.device)
+            with self._guarded(p, step):
+                p.impl.fn(*twin.args(), **twin.kwargs())  # eager: also checks a graph replay
+                _sync(self.device)
         except IMPL_ERRORS as exc:
             self._violate("determinism", p.impl.spec, step, f"second run raised {exc!r}")
             return
@@ -393,7 +410,8 @@ def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, resu
     for impl in parts:
         inputs = inp_mod.apply_overrides(inp_mod.build_inputs(spec, device), dict(spec.overrides))
         try:
-            impl.fn(*inputs.args(), **inputs.kwargs())
+            with _torch_guard(result, impl.spec, None, device.startswith("cuda")):
+                impl.fn(*inputs.args(), **inputs.kwargs())
         except IMPL_ERRORS as exc:
             if type(exc).__name__ != spec.expect.exception:
                 msg = f"raised {type(exc).__name__}, expected {spec.expect.exception}: {exc}"
