@@ -1,20 +1,26 @@
 """Crash isolation: cases run in a worker process that may die.
 
-A kernel that makes an illegal memory access poisons its CUDA context for
+An implementation can end its process (``os._exit``, a segfault, an abort),
+a kernel that makes an illegal memory access poisons its CUDA context for
 the rest of the process, and a hung kernel never returns. Cases therefore
-run one at a time in a spawned worker; when the worker dies or a case
-outlives its timeout, that case is recorded as a crash (with its rerun
-command), the worker is replaced, and the run goes on.
+run one at a time in a spawned worker that the parent watches. When the
+worker dies or a case outlives its timeout, that case is recorded as a
+crash (with its rerun command and, where Python could still say it, the
+worker's stack at that moment), the worker is replaced, and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import multiprocessing as mp
 import os
 import queue
+import signal
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing import util
 
 from harness.check.pool import spawn_env
@@ -25,6 +31,27 @@ from harness.run.result import CRASHED, CaseResult, Violation
 # 200-step B = 4 case: 25 s with two threads, 15 s with one; 55 s and 27 s next
 # to another busy process); the big checks go to the check workers anyway
 CASE_WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+STACK_LINES = 30  # lines of the worker's stack (innermost first) kept in a crash's message
+STACK_WAIT_S = 1.0  # how long a hung worker is given to write its stack
+# A worker's start (spawn, import torch and Triton, load the implementations)
+# is not part of any case's timeout; this bounds it on its own
+START_TIMEOUT_S = 300.0
+
+OnStart = Callable[[CaseSpec], None]
+
+_stack_file = None  # the worker's open stack file: faulthandler writes to it
+
+
+def _watch_stack(path: str | None) -> None:
+    """In the worker: on a fatal signal, or when the parent asks (SIGUSR1)
+    before stopping a hung case, write every thread's Python stack to ``path``."""
+    global _stack_file
+    if path is None:
+        return
+    _stack_file = open(path, "w")  # noqa: SIM115 - open for the worker's whole life
+    faulthandler.enable(_stack_file)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, _stack_file)
 
 
 def _worker(
@@ -34,7 +61,9 @@ def _worker(
     device: str,
     graph: bool,
     check_workers: int | None = None,
+    stack_path: str | None = None,
 ) -> None:
+    _watch_stack(stack_path)
     if check_workers is not None:
         os.environ["GDN_CHECK_WORKERS"] = str(check_workers)
 
@@ -47,8 +76,13 @@ def _worker(
 
         torch.cuda.set_device(device)  # Triton launches on the current device
 
-    impl = load_implementation(impl_spec)
-    baseline = load_implementation(baseline_spec) if baseline_spec else None
+    try:
+        impl = load_implementation(impl_spec)
+        baseline = load_implementation(baseline_spec) if baseline_spec else None
+    except Exception as exc:
+        conn.send(f"could not load the implementations: {type(exc).__name__}: {exc}")
+        return
+    conn.send(None)  # ready: the parent starts the case's clock now
     try:
         while True:
             spec = conn.recv()  # EOFError when the parent is gone
@@ -59,8 +93,8 @@ def _worker(
         close_shared_pool()
 
 
-def _reap(proc) -> None:
-    """Kill ``proc`` if it still runs, and remove the check files it leaves."""
+def _reap(proc, stack_path: str | None = None) -> None:
+    """Kill ``proc`` if it still runs, and remove the files it leaves."""
     if proc.is_alive():
         proc.kill()
     proc.join(timeout=10)
@@ -68,10 +102,30 @@ def _reap(proc) -> None:
         from harness.check.pool import remove_scratch
 
         remove_scratch(proc.pid)
+    if stack_path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(stack_path)
+
+
+def death_reason(exitcode: int | None) -> str:
+    """How a worker ended, in words: its exit code, or the signal that killed it."""
+    if exitcode is None:
+        return "worker process died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process killed by {name} (exit code {exitcode})"
+    return f"worker process died (exit code {exitcode})"
 
 
 class IsolatedRunner:
-    """Runs cases in a replaceable worker process with a per-case timeout."""
+    """Runs cases in a replaceable worker process with a per-case timeout.
+
+    ``env`` is set for the worker only (a variable the user set keeps its
+    value); the default gives its BLAS one thread.
+    """
 
     def __init__(
         self,
@@ -81,69 +135,112 @@ class IsolatedRunner:
         timeout_s: float,
         graph: bool = False,
         check_workers: int | None = None,
+        env: Mapping[str, str] = CASE_WORKER_ENV,
     ):
         self.args = (impl, baseline, device, graph)
         self.check_workers = check_workers
         self.timeout_s = timeout_s
+        self.env = dict(env)
         self.ctx = mp.get_context("spawn")
         self.proc = None
         self.conn = None
+        self.stack_path: str | None = None
         self._reaper = None
 
     def _start(self) -> None:
+        fd, self.stack_path = tempfile.mkstemp(prefix="gdn-worker-", suffix=".stack")
+        os.close(fd)
         parent, child = self.ctx.Pipe()
         self.proc = self.ctx.Process(
-            target=_worker, args=(child, *self.args, self.check_workers)
+            target=_worker, args=(child, *self.args, self.check_workers, self.stack_path)
         )  # not a daemon: it starts the check workers
-        with spawn_env(CASE_WORKER_ENV, keep_set=True):
+        with spawn_env(self.env, keep_set=True):
             self.proc.start()
         child.close()
         self.conn = parent
         # at exit, before multiprocessing joins its children: a worker whose
         # runner was never closed would wait for its next case forever
-        self._reaper = util.Finalize(self, _reap, args=(self.proc,), exitpriority=100)
+        self._reaper = util.Finalize(
+            self, _reap, args=(self.proc, self.stack_path), exitpriority=100
+        )
 
     def _kill(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
         if self.proc is not None:
-            _reap(self.proc)
-        self.proc = self.conn = None
+            _reap(self.proc, self.stack_path)
+        self.proc = self.conn = self.stack_path = None
+
+    def _ready(self) -> str | None:
+        """A running worker that has loaded the implementations, or why not."""
+        if self.proc is not None and self.proc.is_alive():
+            return None
+        if self.proc is not None:
+            self._kill()  # reap the dead one now, not at exit under a reused pid
+        self._start()
+        if not self.conn.poll(START_TIMEOUT_S):
+            return f"worker process did not start within {START_TIMEOUT_S:g} s"
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(timeout=5)
+            return death_reason(self.proc.exitcode) + " while starting"
 
     def run(self, spec: CaseSpec) -> CaseResult:
-        if self.proc is None or not self.proc.is_alive():
-            if self.proc is not None:
-                self._kill()  # reap the dead one now, not at exit under a reused pid
-            self._start()
+        why = self._ready()
+        if why is not None:
+            stack = self._last_stack()
+            self._kill()
+            return self._crash(spec, why, 0.0, stack)
         start = time.perf_counter()
         try:
             self.conn.send(spec)
         except OSError as exc:  # the worker died before it read the case
             self._kill()
             return self._crash(spec, f"worker process unreachable: {exc}", 0.0)
-        why = None
         if self.conn.poll(self.timeout_s):
             try:
                 return self.conn.recv()
-            except EOFError:
-                why = "worker process died"
+            except (EOFError, OSError):  # it died mid-case: a reset pipe reads either way
+                self.proc.join(timeout=5)
+                why = death_reason(self.proc.exitcode)
         else:
             why = f"timed out after {self.timeout_s:g} s"
-        if why == "worker process died" or not self.proc.is_alive():
-            self.proc.join(timeout=5)
-            code = self.proc.exitcode
-            why = f"worker process died (exit code {code})" if code is not None else why
+            self._ask_for_stack()
+        stack = self._last_stack()
         self._kill()
-        return self._crash(spec, why, time.perf_counter() - start)
+        return self._crash(spec, why, time.perf_counter() - start, stack)
 
-    def _crash(self, spec: CaseSpec, why: str, elapsed: float) -> CaseResult:
+    def _ask_for_stack(self) -> None:
+        """A hung worker writes its stack (faulthandler) before it is killed."""
+        if not hasattr(signal, "SIGUSR1") or not self.proc.is_alive():
+            return
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + STACK_WAIT_S
+        while time.monotonic() < deadline and not os.path.getsize(self.stack_path):
+            time.sleep(0.05)
+        time.sleep(0.1)  # let it finish the dump it began
+
+    def _last_stack(self) -> str:
+        """The stack the worker wrote, if any; faulthandler puts the innermost
+        frame of the current thread first."""
+        try:
+            with open(self.stack_path, errors="replace") as f:
+                lines = f.read().splitlines()
+        except (OSError, TypeError):
+            return ""
+        frames = [ln for ln in lines if not ln.startswith("Extension modules:")]
+        return "\n".join(frames[:STACK_LINES]).strip()
+
+    def _crash(self, spec: CaseSpec, why: str, elapsed: float, stack: str = "") -> CaseResult:
         impl, baseline, device, _ = self.args
         result = CaseResult(spec, impl, baseline, status=CRASHED, reason=why, device=device)
         result.duration_s = elapsed
-        result.violations.append(
-            Violation("crash", impl, None, f"{why}; the case was isolated and the run went on")
-        )
+        msg = f"{why}; the case was isolated and the run went on"
+        if stack:
+            msg += f"\nthe worker's Python stack at that moment:\n{stack}"
+        result.violations.append(Violation("crash", impl, None, msg))
         return result
 
     def close(self) -> None:
@@ -163,36 +260,48 @@ def run_isolated(
     devices: list[str],
     timeout_s: float,
     graph: bool = False,
+    env: Mapping[str, str] = CASE_WORKER_ENV,
+    on_start: OnStart | None = None,
 ) -> Iterator[CaseResult]:
     """Yield one result per case, surviving worker crashes.
 
     With one device the results come in case order; with several, one worker
     per device takes cases from a shared queue and results come as they end.
+    ``on_start(spec)`` is called as each case is handed to a worker (from
+    that worker's thread when there are several).
     """
     if len(devices) == 1:
-        runner = IsolatedRunner(impl, baseline, devices[0], timeout_s, graph)
+        runner = IsolatedRunner(impl, baseline, devices[0], timeout_s, graph, env=env)
         try:
             for spec in cases:
+                if on_start is not None:
+                    on_start(spec)
                 yield runner.run(spec)
         finally:
             runner.close()
         return
-    yield from _run_parallel(cases, impl, baseline, devices, timeout_s, graph)
+    yield from _run_parallel(cases, (impl, baseline, timeout_s, graph, env), devices, on_start)
 
 
-def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[CaseResult]:
+def _check_share(devices: list[str]) -> int | None:
+    """CPUs for each worker's check processes, unless the user chose."""
+    if "GDN_CHECK_WORKERS" in os.environ:
+        return None
+    from harness.check.pool import cpu_count
+
+    return max(1, cpu_count() // len(devices))
+
+
+def _run_parallel(cases, setup, devices, on_start) -> Iterator[CaseResult]:
+    impl, baseline, timeout_s, graph, env = setup
     todo: queue.Queue = queue.Queue()
     for spec in cases:
         todo.put(spec)
     done: queue.Queue = queue.Queue()
-    share = None  # CPUs for each worker's check processes
-    if "GDN_CHECK_WORKERS" not in os.environ:
-        from harness.check.pool import cpu_count
-
-        share = max(1, cpu_count() // len(devices))
+    share = _check_share(devices)
 
     def serve(device: str) -> None:
-        runner = IsolatedRunner(impl, baseline, device, timeout_s, graph, share)
+        runner = IsolatedRunner(impl, baseline, device, timeout_s, graph, share, env)
         try:
             while True:
                 try:
@@ -200,6 +309,8 @@ def _run_parallel(cases, impl, baseline, devices, timeout_s, graph) -> Iterator[
                 except queue.Empty:
                     return
                 try:
+                    if on_start is not None:
+                        on_start(spec)
                     done.put(runner.run(spec))
                 except Exception as exc:  # every taken case must come back
                     done.put(runner._crash(spec, f"{type(exc).__name__}: {exc}", 0.0))
