@@ -44,6 +44,9 @@ class CaseResult:
     violations: list[Violation] = field(default_factory=list)
     stats: list[ErrorStats] = field(default_factory=list)
     drift: list[DriftStats] = field(default_factory=list)
+    # how the run ran the case, as command-line flags its rerun must repeat
+    # (``--isolate --timeout 60``, ``--cuda-graph``); set by ``run_cases``
+    rerun_flags: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -52,7 +55,7 @@ class CaseResult:
     def rerun_command(self) -> str:
         """A one-line command that reruns exactly this case."""
         cmd = ["gdn-harness", "run", self.case.id, "--impl", self.impl]
-        cmd += ["--baseline", self.baseline or "none"]
+        cmd += ["--baseline", self.baseline or "none", *self.rerun_flags]
         return " ".join(shlex.quote(c) for c in cmd)
 
     def to_dict(self) -> dict:
