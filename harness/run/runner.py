@@ -406,35 +406,30 @@ def _saturated(x: np.ndarray, ref: np.ndarray, tol: ElementTol) -> np.ndarray:
 
 def _expect_error(spec: CaseSpec, parts: list[Implementation], device: str, result) -> None:
     """Error cases: every built-in wrapper must reject the overridden arguments."""
-    assert spec.expect is not None
     for impl in parts:
         inputs = inp_mod.apply_overrides(inp_mod.build_inputs(spec, device), dict(spec.overrides))
         try:
             with _torch_guard(result, impl.spec, None, device.startswith("cuda")):
                 impl.fn(*inputs.args(), **inputs.kwargs())
         except IMPL_ERRORS as exc:
-            if type(exc).__name__ != spec.expect.exception:
-                msg = f"raised {type(exc).__name__}, expected {spec.expect.exception}: {exc}"
-                result.violations.append(Violation("expect-error", impl.spec, None, msg))
-            elif not re.search(spec.expect.match, str(exc)):
-                result.violations.append(
-                    Violation(
-                        "expect-error",
-                        impl.spec,
-                        None,
-                        f"message {str(exc)!r} does not match {spec.expect.match!r}",
-                    )
-                )
-            continue
-        result.violations.append(
-            Violation(
-                "expect-error",
-                impl.spec,
-                None,
+            wrong = _wrong_rejection(spec, exc)
+        else:
+            wrong = (
                 f"accepted the arguments; expected {spec.expect.exception} matching "
-                f"{spec.expect.match!r}",
+                f"{spec.expect.match!r}"
             )
-        )
+        if wrong:
+            result.violations.append(Violation("expect-error", impl.spec, None, wrong))
+
+
+def _wrong_rejection(spec: CaseSpec, exc: BaseException) -> str | None:
+    """What is wrong with how an error case was rejected, or None when it is right."""
+    assert spec.expect is not None
+    if type(exc).__name__ != spec.expect.exception:
+        return f"raised {type(exc).__name__}, expected {spec.expect.exception}: {exc}"
+    if not re.search(spec.expect.match, str(exc)):
+        return f"message {str(exc)!r} does not match {spec.expect.match!r}"
+    return None
 
 
 def _validates(impl: Implementation) -> bool:
@@ -478,15 +473,7 @@ def run_case(
         if reason:
             result.status, result.reason = SKIPPED, reason
             return result
-        if spec.expect is not None:
-            parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
-            _expect_error(spec, parts, device, result)
-        else:
-            run = _CaseRun(spec, impl, baseline, device, result, graph)
-            for step in range(run.steps):
-                run.run_step(step)
-                if not any(p.alive for p in run.parts):
-                    break
+        _run_body(spec, impl, baseline, device, graph, result)
     except IMPL_ERRORS as exc:
         result.status = CRASHED
         result.reason = f"harness error: {type(exc).__name__}: {exc}"
@@ -496,3 +483,16 @@ def run_case(
         crashed = any(v.check == "crash" for v in result.violations)
         result.status = CRASHED if crashed else FAILED
     return result
+
+
+def _run_body(spec: CaseSpec, impl, baseline, device: str, graph: bool, result) -> None:
+    """An error case's rejections, or every step of a case until all have crashed."""
+    if spec.expect is not None:
+        parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
+        _expect_error(spec, parts, device, result)
+        return
+    run = _CaseRun(spec, impl, baseline, device, result, graph)
+    for step in range(run.steps):
+        run.run_step(step)
+        if not any(p.alive for p in run.parts):
+            break
