@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,42 @@ def test_a_blas_setting_of_the_user_is_kept(monkeypatch):
     with spawn_env({"OPENBLAS_NUM_THREADS": "1"}):
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_worker_in_a_hung_case_ends_when_its_parent_is_killed():
+    script = """
+import threading
+from harness.run.isolate import IsolatedRunner
+from harness.core.spec import CaseSpec
+
+spec = CaseSpec(file="<t>", name="c", line=1, B=2, H=1, HV=2, K=16, V=16, pool=2)
+runner = IsolatedRunner("tests.fixtures_crash:hang", None, "cpu", 3600.0)
+assert runner._ready() is None  # started, implementations loaded
+threading.Thread(target=runner.run, args=(spec,), daemon=True).start()
+print(runner.proc.pid, flush=True)
+threading.Event().wait()
+"""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(3)  # the worker is in its hung case by now
+        assert _running(worker)
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker)

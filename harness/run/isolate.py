@@ -54,6 +54,19 @@ def _watch_stack(path: str | None) -> None:
         faulthandler.register(signal.SIGUSR1, _stack_file)
 
 
+def _exit_with_parent() -> None:
+    """In the worker: end when the parent is gone (killed mid-case, a hung case
+    would otherwise keep the worker running; an idle one sees EOF on its own)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker(
     conn,
     impl_spec: str,
@@ -64,6 +77,7 @@ def _worker(
     stack_path: str | None = None,
 ) -> None:
     _watch_stack(stack_path)
+    _exit_with_parent()
     if check_workers is not None:
         os.environ["GDN_CHECK_WORKERS"] = str(check_workers)
 
