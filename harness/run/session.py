@@ -14,6 +14,10 @@ Three modes, chosen by ``isolate``:
   its case's crash, but nothing can survive ``os._exit`` or a segfault and
   nothing can stop a hang, so a timeout is refused (``ValueError``);
   ``on_start`` lets the caller record each case before it starts.
+
+A crashed case is a failed case: a command that ran them exits with
+``EXIT_FAIL`` (harness.core.exitcodes), like any other failure, after
+recording every case.
 """
 
 from __future__ import annotations
@@ -109,13 +113,14 @@ def run_cases(
     implementation costs its own case only (see the module's modes).
 
     ``impl`` and ``baseline`` are implementation specs (or loaded
-    implementations). ``timeout`` is per case, in seconds (``None``:
-    ``GDN_CASE_TIMEOUT`` or 600 in a worker, none in this process); ``jobs``
-    workers share the cases (results then come as they end); ``graph``
-    replays CUDA graphs; ``sanitize`` runs each case under compute-sanitizer
-    instead. Every result carries the flags its rerun command needs. Raises
-    ``ValueError`` before any case runs for a combination that cannot work
-    (a timeout or several jobs in this process).
+    implementations; a worker loads them again by their spec). ``timeout``
+    is per case, in seconds (``None``: ``GDN_CASE_TIMEOUT`` or 600 in a
+    worker, none in this process); ``jobs`` workers share the cases
+    (results then come as they end); ``graph`` replays CUDA graphs;
+    ``sanitize`` runs each case under compute-sanitizer instead. Every
+    result carries the flags its rerun command needs. Raises ``ValueError``
+    before any case runs for a combination that cannot work (a timeout or
+    several jobs in this process).
     """
     mode = RunMode(isolate, timeout, jobs, graph, sanitize)
     mode.check()
