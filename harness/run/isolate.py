@@ -43,15 +43,16 @@ _stack_file = None  # the worker's open stack file: faulthandler writes to it
 
 
 def _watch_stack(path: str | None) -> None:
-    """In the worker: on a fatal signal, or when the parent asks (SIGUSR1)
-    before stopping a hung case, write every thread's Python stack to ``path``."""
+    """In the worker: write the Python stack to ``path`` on a fatal signal (the
+    faulting thread's) or when the parent asks (SIGUSR1) before stopping a hung
+    case (every thread's: the signal may land in any of them)."""
     global _stack_file
     if path is None:
         return
     _stack_file = open(path, "w")  # noqa: SIM115 - open for the worker's whole life
-    faulthandler.enable(_stack_file)
+    faulthandler.enable(_stack_file, all_threads=False)
     if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, _stack_file)
+        faulthandler.register(signal.SIGUSR1, _stack_file, all_threads=True)
 
 
 def _exit_with_parent() -> None:
@@ -59,12 +60,12 @@ def _exit_with_parent() -> None:
     would otherwise keep the worker running; an idle one sees EOF on its own)."""
     parent = os.getppid()
 
-    def watch() -> None:
+    def _parent_watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(0)
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=_parent_watch, daemon=True).start()
 
 
 def _worker(
@@ -237,15 +238,19 @@ class IsolatedRunner:
         time.sleep(0.1)  # let it finish the dump it began
 
     def _last_stack(self) -> str:
-        """The stack the worker wrote, if any; faulthandler puts the innermost
-        frame of the current thread first."""
+        """The stack the worker wrote, if any, innermost frame first, without
+        the parent watch's thread and the list of extension modules."""
         try:
             with open(self.stack_path, errors="replace") as f:
-                lines = f.read().splitlines()
+                blocks = f.read().split("\n\n")
         except (OSError, TypeError):
             return ""
-        frames = [ln for ln in lines if not ln.startswith("Extension modules:")]
-        return "\n".join(frames[:STACK_LINES]).strip()
+        keep = [
+            b
+            for b in blocks
+            if "in _parent_watch" not in b and not b.startswith("Extension modules:")
+        ]
+        return "\n".join("\n\n".join(keep).splitlines()[:STACK_LINES]).strip()
 
     def _crash(self, spec: CaseSpec, why: str, elapsed: float, stack: str = "") -> CaseResult:
         impl, baseline, device, _ = self.args
