@@ -1,4 +1,4 @@
-"""Tests of harness.cases.load: YAML case files to CaseSpecs, errors, selection, writing."""
+"""Tests of harness.cases: YAML case files to CaseSpecs, errors, selection, writing."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cases import load as cm
-from harness.cases.load import CaseFileError, case_to_yaml, load_file, load_paths, select
+from harness import cases as cm
+from harness.cases import CaseFileError, case_to_yaml, load_file, load_paths, select
 from harness.core.dtypes import ACT_DTYPES, INDEX_DTYPES, PARAM_DTYPES, STATE_DTYPES
 from harness.core.layouts import LAYOUTS
 from harness.core.spec import (

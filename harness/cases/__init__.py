@@ -2,4 +2,36 @@
 
 The only stage that reads YAML; every mistake in a file becomes a
 ``CaseFileError`` naming the file, the case, the field and the line.
+A module per concern: ``yamlfile`` (parsing with lines), ``schema``,
+``matrix``, ``semantics``, ``load`` (the steps together), ``discover``
+(files and selection), ``expression`` (``-k``), ``writer`` (back to YAML),
+``limits`` (every bound a file meets).
 """
+
+from harness.cases.discover import display_path, iter_case_files, select
+from harness.cases.errors import CaseFileError
+from harness.cases.expression import compile_keyword
+from harness.cases.limits import DEFAULT_MEMORY_LIMITS, GIB
+from harness.cases.load import load_file, load_paths
+from harness.cases.schema import NAME_RE, SCHEMA_PATH, load_schema
+from harness.cases.semantics import estimate_case_bytes, max_live_rows
+from harness.cases.writer import case_to_yaml, same_case
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMITS",
+    "GIB",
+    "NAME_RE",
+    "SCHEMA_PATH",
+    "CaseFileError",
+    "case_to_yaml",
+    "compile_keyword",
+    "display_path",
+    "estimate_case_bytes",
+    "iter_case_files",
+    "load_file",
+    "load_paths",
+    "load_schema",
+    "max_live_rows",
+    "same_case",
+    "select",
+]

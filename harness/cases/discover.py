@@ -1,0 +1,67 @@
+"""Finding case files under paths, and selecting cases by tier and ``-k``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from harness.cases.errors import CaseFileError, StrPath
+from harness.cases.expression import compile_keyword
+from harness.core.spec import CaseSpec
+from harness.core.tiers import TIERS
+
+
+def display_path(path: StrPath) -> str:
+    """The path as given, relative to the working directory when inside it, with '/'."""
+    p = Path(path)
+    if p.is_absolute():
+        for cwd, target in ((Path.cwd(), p), (Path.cwd().resolve(), p.resolve())):
+            try:
+                return Path(os.path.normpath(target.relative_to(cwd))).as_posix()
+            except ValueError:
+                continue
+    return Path(os.path.normpath(p)).as_posix()
+
+
+def iter_case_files(paths: Iterable[StrPath]) -> Iterator[Path]:
+    """Case files under ``paths``: files as given, folders searched for *.yaml / *.yml.
+
+    Folder contents come in sorted order (hidden entries skipped) so runs and
+    reports are deterministic; a file reached twice is yielded once.
+    """
+    seen: set[Path] = set()
+    for entry in paths:
+        p = Path(entry)
+        if p.is_dir():
+            found = [f for pat in ("*.yaml", "*.yml") for f in p.rglob(pat)]
+            files = sorted(
+                (f for f in found if f.is_file() and not _hidden(f.relative_to(p))),
+                key=lambda f: f.as_posix(),
+            )
+        elif p.exists():
+            files = [p]
+        else:
+            raise CaseFileError(display_path(p), None, None, None, "no such file or directory")
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield f
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def select(
+    cases: Iterable[CaseSpec],
+    *,
+    tiers: set[str] | None = None,
+    keyword: str | None = None,
+) -> list[CaseSpec]:
+    """The cases in ``tiers`` (None: all) whose id matches ``keyword`` (None: all)."""
+    if tiers is not None and set(tiers) - set(TIERS):
+        raise ValueError(f"unknown tier(s) {sorted(set(tiers) - set(TIERS))}; known: {TIERS}")
+    match = compile_keyword(keyword or "")
+    return [c for c in cases if (tiers is None or c.tier in tiers) and match(c.id)]

@@ -1,0 +1,112 @@
+"""Rules the schema cannot express, checked on a built ``CaseSpec``.
+
+HV a multiple of H, a pool that holds every live row, explicit slot indices
+that are distinct and inside the pool, a pool the index dtype can address,
+a valid ``expect`` pattern, finite numbers, and inputs that fit the tier's
+memory (from an estimate: loading never allocates).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harness.cases.limits import GIB, INDEX_RANGE
+from harness.core.dtypes import nbytes
+from harness.core.spec import CaseSpec, SlotSpec
+
+Rule = tuple[str | None, str]  # (dotted field or None for the whole case, message)
+
+
+def max_live_rows(B: int, slots: SlotSpec) -> int:
+    """Upper bound on rows that name a slot; the pool must have at least this many."""
+    if slots.indices is not None:
+        return sum(i >= 0 for i in slots.indices)
+    if slots.padding == "random":
+        return 0 if slots.pad_fraction >= 1 else B
+    bound = {"none": B, "all": 0, "alternate": (B + 1) // 2, "first": B - 1, "last": B - 1}
+    return bound[slots.padding]
+
+
+def estimate_case_bytes(spec: CaseSpec) -> int:
+    """Bytes of the input buffers one case allocates (mixed_qkv, a/b, state pool, out)."""
+    act = nbytes(spec.act_dtype)
+    lay = spec.layout
+    qkv = spec.B * (lay.qkv_col_offset + spec.qkv_width + lay.qkv_row_pad) * act
+    ab_buffers = 1 if lay.ab_packed else 2
+    ab = ab_buffers * spec.B * (2 * spec.HV // ab_buffers + lay.ab_row_pad) * act
+    slot = spec.HV * spec.K * spec.V + lay.state_slot_pad
+    state = spec.pool * slot * nbytes(spec.state_dtype)
+    out = spec.B * spec.HV * spec.V * act
+    return qkv + ab + state + out
+
+
+def semantic_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
+    """Rules the schema cannot express: (field, message) of the first one broken."""
+    if spec.HV % spec.H:
+        return "HV", f"must be a multiple of H={spec.H} (got {spec.HV})"
+    if spec.values.a_log_hi < spec.values.a_log_lo:
+        return "values.a_log_hi", f"must be >= a_log_lo={spec.values.a_log_lo}"
+    problem = _indices_problem(spec)
+    if problem:
+        return problem
+    _, index_max = INDEX_RANGE[spec.index_dtype]
+    if spec.pool - 1 > index_max:
+        return "index_dtype", f"cannot index a pool of {spec.pool} slots"
+    live = max_live_rows(spec.B, spec.slots)
+    if spec.slots.indices is None and spec.pool < live:
+        what = f"padding '{spec.slots.padding}'"
+        return "pool", f"{spec.pool} slots cannot hold up to {live} live rows ({what}, B={spec.B})"
+    if spec.expect is not None:
+        try:
+            re.compile(spec.expect.match)
+        except re.error as exc:
+            return "expect.error", f"is not a valid regular expression: {exc}"
+    return _memory_problem(spec, limits)
+
+
+def _indices_problem(spec: CaseSpec) -> Rule | None:
+    indices = spec.slots.indices
+    if indices is None:
+        return None
+    if len(indices) != spec.B:
+        return "slots.indices", f"must have B={spec.B} entries (got {len(indices)})"
+    lo, _ = INDEX_RANGE[spec.index_dtype]
+    seen: dict[int, int] = {}
+    for row, slot in enumerate(indices):
+        where = f"slots.indices[{row}]"
+        if slot >= spec.pool:
+            return where, f"slot {slot} is out of range for pool={spec.pool} (set 'pool')"
+        if slot < lo:
+            return where, f"slot {slot} does not fit {spec.index_dtype}"
+        if slot >= 0 and slot in seen:
+            return where, f"slot {slot} is already used by row {seen[slot]}"
+        seen.setdefault(slot, row)
+    return None
+
+
+def _memory_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
+    need, limit = estimate_case_bytes(spec), limits.get(spec.tier)
+    if limit is None or need <= limit:
+        return None
+    return None, (
+        f"inputs need about {need / GIB:.2f} GiB, over the {limit / GIB:.2f} GiB limit "
+        f"of tier '{spec.tier}' (shrink the sizes or move the case to a bigger tier)"
+    )
+
+
+def nonfinite(tree: Any, prefix: tuple = ()) -> tuple | None:
+    """Path of the first inf or NaN in a tree, or None."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return prefix
+    if isinstance(tree, dict):
+        items: Iterable[tuple[Any, Any]] = tree.items()
+    else:
+        items = enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        hit = nonfinite(value, (*prefix, key))
+        if hit is not None:
+            return hit
+    return None
