@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import cli
-from harness.cases.load import case_to_yaml as to_yaml
-from harness.cases.load import estimate_case_bytes, load_file, max_live_rows, same_case
+from harness.cases import case_to_yaml as to_yaml
+from harness.cases import estimate_case_bytes, load_file, max_live_rows, same_case
 from harness.core.spec import CaseSpec
 from harness.fuzz import command as fuzz_mod
 from harness.fuzz import profiles
@@ -229,7 +229,7 @@ def _check_saved_file(saved: Path, impl: str) -> str:
     """The saved file's name, header and case; returns its text."""
     text = saved.read_text(encoding="utf-8")
     assert re.fullmatch(
-        rf"fuzz-{re.escape(fuzz_mod.sanitize(impl))}-[0-9a-f]{{10}}\.yaml", saved.name
+        rf"fuzz-{re.escape(fuzz_mod.impl_file_part(impl))}-[0-9a-f]{{10}}\.yaml", saved.name
     )
     header = [ln for ln in text.splitlines() if ln.startswith("#")]
     joined = "\n".join(header)

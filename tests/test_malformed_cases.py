@@ -1,10 +1,10 @@
 """The loader answers every broken case file with a precise CaseFileError.
 
-Hypothesis draws broken files (``harness.fuzz.strategies.malformed_case_files``):
+Hypothesis draws broken files (``tests/malformed.py``):
 wrong types, missing and unknown fields, impossible sizes, HV not a multiple
 of H, overlapping or out-of-pool strides and slots, YAML syntax errors,
 duplicates, broken document structure and sizes no machine can hold. For
-each, ``harness.cases.load.load_file`` must raise ``CaseFileError`` (never
+each, ``harness.cases.load_file`` must raise ``CaseFileError`` (never
 anything else, never accept the file) naming the file, the case, the field
 and the line, and must refuse huge cases from an estimate, without
 allocating anything.
@@ -24,11 +24,7 @@ from unittest import mock
 
 import pytest
 from hypothesis import given, settings
-
-from harness import cli
-from harness.cases.load import CaseFileError, display_path, load_file
-from harness.fuzz import profiles
-from harness.fuzz.strategies import (
+from malformed import (
     ANY,
     HUGE_CHANGES,
     MalformedFile,
@@ -36,6 +32,10 @@ from harness.fuzz.strategies import (
     malformed_case_files,
     render,
 )
+
+from harness import cli
+from harness.cases import CaseFileError, display_path, load_file
+from harness.fuzz import profiles
 
 CI = profiles.get_settings(profiles.CI)
 HUGE_SECONDS = 0.5  # refusing a huge case is a size estimate: milliseconds, not a build
@@ -49,7 +49,7 @@ def _load_error(mf: MalformedFile, directory: str) -> tuple[Path, CaseFileError]
         specs = load_file(path)
     except CaseFileError as err:
         return path, err
-    except Exception as exc:  # a traceback for the user: a bug in harness.cases.load
+    except Exception as exc:  # a traceback for the user: a bug in harness.cases
         raise AssertionError(
             f"{mf.kind} ({mf.description}): raised {type(exc).__name__}: {exc}\n{mf.text}"
         ) from exc

@@ -33,8 +33,8 @@ from typing import TextIO
 
 from hypothesis import Verbosity, given, seed, settings
 
+from harness import cases as case_mod
 from harness import options
-from harness.cases import load as case_mod
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS, tier_unrunnable
@@ -112,7 +112,7 @@ class FuzzReport:
         return self.minimal is not None
 
 
-def sanitize(spec: str) -> str:
+def impl_file_part(spec: str) -> str:
     """An implementation spec as a file-name part (``a.b:fn`` -> ``a.b-fn``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-.") or "impl"
 
@@ -344,7 +344,7 @@ class Fuzzer:
         r.minimal = minimal
         digest = case_hash(minimal)
         spec = replace(minimal, name=f"fuzz_{digest}")
-        path = self.opts.save_dir / f"fuzz-{sanitize(self.impl.spec)}-{digest}.yaml"
+        path = self.opts.save_dir / f"fuzz-{impl_file_part(self.impl.spec)}-{digest}.yaml"
         first = run_case(spec, self.impl, self.baseline, self.device)
         if not first.failed:
             r.notes.append("the minimal case passed when re-run: the implementation is flaky")
@@ -354,11 +354,11 @@ class Fuzzer:
         try:
             loaded = case_mod.load_file(path)
         except case_mod.CaseFileError as exc:  # case_to_yaml wrote what load_file refuses
-            r.notes.append(f"the saved file does not load (harness.cases.load bug): {exc}")
+            r.notes.append(f"the saved file does not load (harness.cases bug): {exc}")
             r.result = first
             return
         if len(loaded) != 1 or not case_mod.same_case(loaded[0], spec):
-            r.notes.append(f"{path} does not load back to the same case (harness.cases.load bug)")
+            r.notes.append(f"{path} does not load back to the same case (harness.cases bug)")
         runs = FLAKY_RUNS if self.target and self.target[0] in FLAKY_CHECKS else 1
         for attempt in range(1, runs + 1):
             r.result = run_case(loaded[0], self.impl, self.baseline, self.device)
