@@ -11,14 +11,14 @@ tensors: huge cases are refused from a size estimate.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from harness.cases.discover import display_path, iter_case_files
 from harness.cases.errors import CaseFileError, DocProblem, StrPath
-from harness.cases.limits import DEFAULT_MEMORY_LIMITS
-from harness.cases.matrix import Variant, expand
+from harness.cases.limits import DEFAULT_MEMORY_LIMITS, MAX_FILE_BYTES
+from harness.cases.matrix import Variant, check_expanded_size, expand
 from harness.cases.schema import SCALAR_FIELDS, SIZE_FIELDS, first, schema_errors
 from harness.cases.semantics import nonfinite, semantic_problem
 from harness.cases.yamlfile import (
@@ -34,6 +34,22 @@ from harness.cases.yamlfile import (
     walk_lines,
 )
 from harness.core.spec import CaseSpec, ExpectError, LayoutSpec, SlotSpec, Tolerance, ValueSpec
+
+
+def _read(path: StrPath, file: str) -> str:
+    """The file's text: at most ``MAX_FILE_BYTES`` of UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            size = max(os.path.getsize(path), len(data))
+            mib = f"{size / (1 << 20):.1f} MiB"
+            msg = f"is {mib}, over the {MAX_FILE_BYTES >> 20} MiB limit of a case file"
+            raise CaseFileError(file, None, None, None, msg)
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseFileError(file, None, None, None, f"cannot read: {exc}") from None
+    return text
 
 
 def _doc_error(file: str, doc: Any, path: tuple, message: str, line: int | None = None):
@@ -153,13 +169,13 @@ def load_file(path: StrPath, *, memory_limits: Mapping[str, int] | None = None) 
     """All cases of one YAML file, expanded and validated; CaseFileError on any problem."""
     file = display_path(path)
     limits = {**DEFAULT_MEMORY_LIMITS, **(memory_limits or {})}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(file, None, None, None, f"cannot read: {exc}") from None
-    doc = parse(text, file)
+    doc = parse(_read(path, file), file)
     _check_document(doc, file)
     defaults = doc.get("defaults", LineMap(doc.line))
+    try:
+        check_expanded_size(doc["cases"], defaults)
+    except DocProblem as exc:
+        raise _doc_error(file, doc, exc.path, exc.message) from None
     specs: list[CaseSpec] = []
     first_line: dict[str, int] = {}
     for index, raw in enumerate(doc["cases"]):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.cases.errors import DocProblem
-from harness.cases.limits import MAX_VARIANTS
-from harness.cases.yamlfile import LineMap, clone, merge
+from harness.cases.limits import MAX_VALUES, MAX_VARIANTS
+from harness.cases.yamlfile import LineMap, clone, count_values, merge
 
 
 @dataclass
@@ -121,6 +121,32 @@ def expand(raw: LineMap, index: int, base: LineMap) -> list[Variant]:
                 raise DocProblem(("cases", index, "matrix", key), msg)
         variants.append(Variant(None if name is None else f"{name}[{vid}]", raw.line, tree))
     return variants
+
+
+def variant_count(raw: LineMap) -> int:
+    """How many variants a case as written expands to."""
+    matrix = raw.get("matrix")
+    if not isinstance(matrix, dict):
+        return 1
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in matrix.values())
+
+
+def check_expanded_size(cases: list, defaults: LineMap) -> None:
+    """DocProblem where the variants of all cases, each with the defaults
+    merged in, would hold more than ``MAX_VALUES``: counted before any is built."""
+    total, under_defaults = 0, count_values(defaults)
+    for index, raw in enumerate(cases):
+        matrix = raw.get("matrix") if isinstance(raw, dict) else None
+        count = variant_count(raw) if isinstance(raw, dict) else 1
+        size = under_defaults + count_values(raw)
+        if isinstance(matrix, dict):  # each variant holds one value of each key
+            size += len(matrix) - count_values(matrix)
+        total += count * size
+        if total > MAX_VALUES:
+            where = ("cases", index, "matrix") if count > 1 else ("cases", index)
+            what = f"{count} variants of about {size} values" if count > 1 else f"{size} values"
+            limit = f"the {MAX_VALUES} values a case file may hold"
+            raise DocProblem(where, f"expands to {what}, which takes the file past {limit}")
 
 
 def _variant_ids(combos: list[dict[str, int]], labels: dict[str, list[str]], keyed: bool):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from harness.cases.errors import CaseFileError
+from harness.cases.limits import MAX_NESTING, MAX_VALUES
 
 
 class LineMap(dict):
@@ -59,63 +60,193 @@ def yaml12_floats(cls: type) -> None:
     cls.add_implicit_resolver(_FLOAT_TAG, _FLOAT_RE, list("-+0123456789."))
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _TooBig(Exception):
+    """A document past a bound of ``limits``: ``path`` where it was found."""
+
+    def __init__(self, line: int, message: str, path: tuple = ()) -> None:
+        super().__init__(line, message, path)
+        self.line, self.message, self.path = line, message, path
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    """PyYAML's safe loader, with the nesting of the node tree bounded."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # the scanner's cost grows with the flow depth: stop before the composer would
+        if self.flow_level >= MAX_NESTING:
+            raise _TooBig(self.get_mark().line + 1, _too_deep())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise _TooBig(_line(self.peek_event()), _too_deep())
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 yaml12_floats(_Loader)
 
 
-def _line(node: yaml.Node) -> int:
+def _line(node: yaml.Node | yaml.Event) -> int:
     return node.start_mark.line + 1
 
 
-def _convert(node: yaml.Node, loader: _Loader, stack: frozenset[int]) -> Any:
-    """Build plain data from a node tree, keeping the line of every key and item."""
-    if id(node) in stack:
-        raise yaml.YAMLError(f"line {_line(node)}: recursive alias")
-    stack = stack | {id(node)}
-    if isinstance(node, yaml.SequenceNode):
+def _too_deep() -> str:
+    return f"lists and maps nested deeper than {MAX_NESTING} levels"
+
+
+class _Converter:
+    """Node graph to ``LineMap``/``LineSeq`` trees, within the value budget.
+
+    Aliases share nodes, so the graph can stand for a tree far bigger than
+    the text; every value built counts against ``MAX_VALUES`` and merge keys
+    are expanded here, under the same count, rather than by PyYAML.
+    """
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.left = MAX_VALUES
+        self.seen: set[int] = set()  # nodes built once: meeting one again is an alias
+        self.open: set[int] = set()  # nodes being built (the ancestors of the current one)
+
+    def convert(self, node: yaml.Node, path: tuple, line: int) -> Any:
+        """The value of ``node``, met at ``path`` on ``line``."""
+        if isinstance(node, yaml.ScalarNode):
+            self._count(path, line)
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self.open:
+            raise yaml.YAMLError(f"line {_line(node)}: recursive alias")
+        self._count(path, line)
+        self.seen.add(id(node))
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return self._sequence(node, path, line)
+            return self._mapping(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def _count(self, path: tuple, line: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooBig(line, _too_many(), path)
+        if len(self.open) >= MAX_NESTING:
+            raise _TooBig(line, _too_deep(), path)
+
+    def _sequence(self, node: yaml.SequenceNode, path: tuple, line: int) -> LineSeq:
         seq = LineSeq(_line(node))
-        for item in node.value:
-            seq.append(_convert(item, loader, stack))
+        for i, item in enumerate(node.value):
+            # an alias item carries its anchor's line: blame the list's own line
+            at = line if id(item) in self.seen else _line(item)
+            seq.append(self._within(item, (*path, i), at))
             seq.item_lines.append(_line(item))
         return seq
-    if not isinstance(node, yaml.MappingNode):
-        return loader.construct_object(node, deep=True)
-    own = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
-    first_lines: dict[Any, int] = {}
-    mapping = LineMap(_line(node))
-    for knode in own:
-        key = _hashable_key(loader.construct_object(knode, deep=True), knode)
-        if not isinstance(key, str):
-            mapping.problems.append((str(key), f"keys must be strings (got {key!r})", _line(knode)))
-        elif key in first_lines:
-            msg = f"duplicate key (first on line {first_lines[key]})"
-            mapping.problems.append((key, msg, _line(knode)))
-        first_lines.setdefault(key, _line(knode))
-    loader.flatten_mapping(node)
-    for knode, vnode in node.value:
-        key = _hashable_key(loader.construct_object(knode, deep=True), knode)
-        mapping[key] = _convert(vnode, loader, stack)
-        mapping.key_lines[key] = _line(knode)
-    return mapping
+
+    def _within(self, node: yaml.Node, path: tuple, line: int) -> Any:
+        """``convert``, blaming the outermost alias on the path for a blown budget."""
+        alias = id(node) in self.seen
+        try:
+            return self.convert(node, path, line)
+        except _TooBig as exc:
+            if alias:  # outer aliases overwrite this as the error travels up
+                exc.path, exc.line = path, line
+            raise
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple) -> LineMap:
+        """A mapping: merged keys first (as YAML's merge key puts them), then its own."""
+        mapping = LineMap(_line(node))
+        first_lines: dict[Any, int] = {}
+        own = [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
+        for knode, _ in own:
+            key = self._key(knode)
+            if not isinstance(key, str):
+                msg = f"keys must be strings (got {key!r})"
+                mapping.problems.append((str(key), msg, _line(knode)))
+            elif key in first_lines:
+                msg = f"duplicate key (first on line {first_lines[key]})"
+                mapping.problems.append((key, msg, _line(knode)))
+            first_lines.setdefault(key, _line(knode))
+        for knode, vnode in node.value:
+            if knode.tag == _MERGE_TAG:
+                for source in self._merge_sources(node, vnode):
+                    merged = self._within(source, (*path, "<<"), _line(knode))
+                    self.left -= len(merged)  # copying costs as much as building
+                    self._count((*path, "<<"), _line(knode))
+                    for key, value in merged.items():
+                        mapping[key], mapping.key_lines[key] = value, merged.key_lines[key]
+        for knode, vnode in own:
+            key = self._key(knode)
+            mapping[key] = self._within(vnode, (*path, key), _line(knode))
+            mapping.key_lines[key] = _line(knode)
+        return mapping
+
+    @staticmethod
+    def _merge_sources(node: yaml.Node, value: yaml.Node) -> list[yaml.MappingNode]:
+        """The mappings a merge key names; of a list, the first one wins (so it goes last)."""
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"expected a mapping for merging, but found {source.id}",
+                    source.start_mark,
+                )
+        return list(reversed(sources)) if isinstance(value, yaml.SequenceNode) else sources
+
+    def _key(self, knode: yaml.Node) -> Any:
+        if knode.tag == "tag:yaml.org,2002:value":
+            knode.tag = "tag:yaml.org,2002:str"
+        key = self.loader.construct_object(knode, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.YAMLError(f"line {_line(knode)}: a mapping key must be a scalar") from None
+        return key
 
 
-def _hashable_key(key: Any, node: yaml.Node) -> Any:
-    try:
-        hash(key)
-    except TypeError:
-        raise yaml.YAMLError(f"line {_line(node)}: a mapping key must be a scalar") from None
-    return key
+def _too_many() -> str:
+    return (
+        f"the file holds more than {MAX_VALUES} values once its aliases are expanded "
+        "(an alias bomb?)"
+    )
+
+
+def _case_name(root: yaml.Node | None, path: tuple) -> str | None:
+    """The name of case ``path[1]`` read from the node graph (the tree was never built)."""
+    if len(path) < 2 or path[0] != "cases" or not isinstance(root, yaml.MappingNode):
+        return None
+    cases = next((v for k, v in root.value if getattr(k, "value", None) == "cases"), None)
+    if not isinstance(cases, yaml.SequenceNode) or not isinstance(path[1], int):
+        return None
+    case = cases.value[path[1]]
+    if not isinstance(case, yaml.MappingNode):
+        return None
+    name = next((v for k, v in case.value if getattr(k, "value", None) == "name"), None)
+    return name.value if isinstance(name, yaml.ScalarNode) else None
 
 
 def parse(text: str, file: str) -> Any:
     """Parse one YAML document into ``LineMap``/``LineSeq`` trees with line numbers."""
     loader = _Loader(text)
+    node = None
     try:
         node = loader.get_single_node()
-        return None if node is None else _convert(node, loader, frozenset())
+        return None if node is None else _Converter(loader).convert(node, (), 1)
+    except _TooBig as exc:
+        case = _case_name(node, exc.path)
+        field = dotted(exc.path[2:] if case else exc.path) or None
+        raise CaseFileError(file, case, field, exc.line, exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = ", ".join(str(x) for x in (exc.context, exc.problem) if x)
@@ -208,6 +339,15 @@ def first_bad_key(tree: Any, prefix: tuple = ()) -> tuple[tuple, str, int] | Non
         if hit:
             found.append(hit)
     return min(found, key=lambda h: h[2]) if found else None
+
+
+def count_values(tree: Any) -> int:
+    """Scalars, lists and maps in a tree (the unit of ``MAX_VALUES``)."""
+    if isinstance(tree, dict):
+        return 1 + sum(count_values(v) for v in tree.values())
+    if isinstance(tree, list):
+        return 1 + sum(count_values(v) for v in tree)
+    return 1
 
 
 def get(tree: Any, path: tuple) -> Any:

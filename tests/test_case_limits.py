@@ -1,0 +1,180 @@
+"""Hostile case files: each is refused with a CaseFileError, quickly and cheaply.
+
+Alias bombs, huge files, control characters, deep nesting, absurd values and
+overrides, unbounded work: the loader must answer each with an error naming
+the file, the case, the field and the line (``gdn-harness validate`` exit 2),
+never with a traceback, a hang or gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import signal
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from harness import cases as cm
+from harness import cli
+from harness.cases import CaseFileError, load_file
+from harness.cases import limits as lim
+
+SMALL = "B: 2\n    H: 1\n    HV: 2\n    K: 8\n    V: 8"  # lines 3-7 of a one-case file
+FAST_S = 2.0  # refusing a hostile file is a check, not a computation
+PEAK_BYTES = 64 << 20
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, str):
+        text = textwrap.dedent(text).lstrip("\n").encode("utf-8")
+    path.write_bytes(text)
+    return path
+
+
+def one_case(body: str) -> str:
+    """A one-case file: name on line 2, sizes on lines 3-7, ``body`` from line 8."""
+    return f"cases:\n  - name: c\n    {SMALL}\n" + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail (instead of hanging) when the block runs longer than ``seconds``."""
+
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def refused(path: Path, **kw) -> tuple[CaseFileError, float, int]:
+    """Load ``path``: it must raise CaseFileError; returns it, seconds and peak bytes
+    (the peak from a second load under tracemalloc, which slows Python down)."""
+    with deadline(20):
+        start = time.perf_counter()
+        with pytest.raises(CaseFileError) as info:
+            load_file(path, **kw)
+        elapsed = time.perf_counter() - start
+        tracemalloc.start()
+        try:
+            with pytest.raises(CaseFileError):
+                load_file(path, **kw)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert info.value.file == cm.display_path(path)
+    return info.value, elapsed, peak
+
+
+def validate_exit(path: Path) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["validate", str(path)])
+    return rc, err.getvalue()
+
+
+# ----------------------------------------------------------------- 1. size
+
+
+def billion_laughs(levels: int = 9, width: int = 9) -> str:
+    """The classic: ``width ** levels`` strings from a few hundred bytes."""
+    lines = ['l0: &l0 "lol"']
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return "\n".join(lines) + f"\ncases:\n  - name: c\n    {SMALL}\n    seed: *l{levels}\n"
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path):
+    path = write(tmp_path, billion_laughs())
+    assert path.stat().st_size < 600
+    err, elapsed, peak = refused(path)
+    assert "alias" in err.message and f"{lim.MAX_VALUES}" in err.message, str(err)
+    assert err.line is not None and err.field is not None, str(err)
+    assert elapsed < FAST_S and peak < PEAK_BYTES, (elapsed, peak)
+    rc, text = validate_exit(path)
+    assert rc == 2 and text.startswith(f"error: {cm.display_path(path)}:"), text
+
+
+def test_merge_key_bomb_is_refused(tmp_path):
+    """Merge keys copy mappings: doubling one per level is a bomb too."""
+    lines = ["m0: &m0 {a: 1, b: 2}"]
+    for i in range(1, 40):
+        lines.append(f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], x{i}: 1}}")
+    text = "\n".join(lines) + f"\ncases:\n  - name: c\n    {SMALL}\n"
+    err, elapsed, peak = refused(write(tmp_path, text))
+    assert "alias" in err.message, str(err)
+    assert elapsed < FAST_S and peak < PEAK_BYTES, (elapsed, peak)
+
+
+def test_defaults_copied_into_many_cases_count_against_the_value_budget(tmp_path):
+    n = lim.MAX_VALUES // 500 + 1
+    text = f"defaults:\n  slots: {{indices: [{', '.join(['-1'] * 500)}]}}\ncases:\n"
+    text += "".join(f"  - {{name: c{i}, B: 500, H: 1, HV: 1, K: 1, V: 1}}\n" for i in range(n))
+    err, elapsed, _ = refused(write(tmp_path, text))
+    index = int(re.fullmatch(r"cases\[(\d+)\]", err.field)[1])
+    assert err.case == f"c{index}" and err.line == index + 4 and index < n, str(err)
+    assert "the file past the 100000 values a case file may hold" in err.message
+    assert elapsed < FAST_S, str(err)
+
+
+def test_alias_chain_deeper_than_the_nesting_limit_is_refused(tmp_path):
+    lines = ["a0: &a0 1"] + [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 200)]
+    text = "\n".join(lines) + f"\ncases:\n  - name: c\n    {SMALL}\n"
+    err, elapsed, _ = refused(write(tmp_path, text))
+    assert "nested deeper than" in err.message and elapsed < FAST_S, str(err)
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    big = one_case("") + "# " + "x" * lim.MAX_FILE_BYTES + "\n"
+    err, elapsed, peak = refused(write(tmp_path, big))
+    assert err.line is None and "MiB limit of a case file" in err.message, str(err)
+    assert elapsed < FAST_S and peak < 4 * lim.MAX_FILE_BYTES
+
+
+def test_matrix_variants_count_against_the_value_budget(tmp_path):
+    """4096 variants of a case holding a long list would hold a billion values."""
+    B = lim.MAX_VALUES // 1000 + 10
+    indices = ", ".join(str(i) for i in range(B))
+    text = f"cases:\n  - name: c\n    B: {B}\n    H: 1\n    HV: 1\n    K: 1\n    V: 1\n"
+    seeds = ", ".join(str(i) for i in range(1000))
+    text += f"    slots: {{indices: [{indices}]}}\n    matrix:\n      seed: [{seeds}]\n"
+    err, elapsed, _ = refused(write(tmp_path, text))
+    assert (err.case, err.field, err.line) == ("c", "matrix", 9), str(err)
+    assert f"1000 variants of about {B + 11} values" in err.message, str(err)
+    assert f"past the {lim.MAX_VALUES} values" in err.message and elapsed < FAST_S
+
+
+def test_the_library_is_well_inside_the_bounds():
+    for file in cm.iter_case_files([Path(__file__).resolve().parents[1] / "cases"]):
+        assert file.stat().st_size < lim.MAX_FILE_BYTES // 8
+        load_file(file)
+
+
+# ----------------------------------------------------------------- 2. nesting
+
+
+@pytest.mark.parametrize("opener, closer", [("[", "]"), ("{a: ", "}"), ("- ", "")])
+def test_deep_nesting_is_a_case_file_error(tmp_path, opener, closer):
+    depth = 5000 if opener != "- " else 500  # block nesting grows as depth**2 bytes
+    if opener == "- ":
+        value = "\n".join("  " * i + "- " for i in range(depth)) + "1"
+        text = one_case("") + "    seed:\n" + textwrap.indent(value, "      ") + "\n"
+    else:
+        text = one_case("seed: " + opener * depth + "1" + closer * depth + "\n")
+    path = write(tmp_path, text)
+    err, elapsed, _ = refused(path)
+    assert "nested deeper than" in err.message and err.line is not None, str(err)
+    assert elapsed < FAST_S
+    rc, out = validate_exit(path)
+    assert rc == 2 and "Traceback" not in out, out
