@@ -161,7 +161,24 @@ def test_the_library_is_well_inside_the_bounds():
         load_file(file)
 
 
-# ----------------------------------------------------------------- 2. nesting
+# ----------------------------------------------------------------- 2. characters, nesting
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f"])
+def test_control_characters_are_case_file_errors(tmp_path, char):
+    path = write(tmp_path, one_case(f"seed: 1\ntier: cpu{char}\n").encode())
+    err, _, _ = refused(path)
+    assert (err.case, err.field, err.line) == ("c", "tier", 9), str(err)
+    assert f"U+{ord(char):04X}" in err.message and "column 14" in err.message, str(err)
+    assert "\\x" not in str(err) and char not in str(err)
+    rc, text = validate_exit(path)
+    assert rc == 2 and "Traceback" not in text and text.startswith("error: "), text
+
+
+def test_control_character_in_a_comment_names_the_line(tmp_path):
+    path = write(tmp_path, b"# a \x00 comment\n" + one_case("").encode())
+    err, _, _ = refused(path)
+    assert (err.case, err.field, err.line) == (None, None, 1), str(err)
 
 
 @pytest.mark.parametrize("opener, closer", [("[", "]"), ("{a: ", "}"), ("- ", "")])

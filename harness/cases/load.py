@@ -12,6 +12,7 @@ tensors: huge cases are refused from a size estimate.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ from harness.core.spec import CaseSpec, ExpectError, LayoutSpec, SlotSpec, Toler
 
 
 def _read(path: StrPath, file: str) -> str:
-    """The file's text: at most ``MAX_FILE_BYTES`` of UTF-8."""
+    """The file's text: at most ``MAX_FILE_BYTES`` of UTF-8 without control characters."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -49,7 +50,37 @@ def _read(path: StrPath, file: str) -> str:
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseFileError(file, None, None, None, f"cannot read: {exc}") from None
+    bad = _NON_PRINTABLE.search(text)
+    if bad:
+        raise _control_character(file, text, bad.start())
     return text
+
+
+# What YAML accepts as text (PyYAML's reader refuses the rest with a traceback).
+_NON_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _control_character(file: str, text: str, at: int) -> CaseFileError:
+    """The error for a control character at offset ``at``, located in the document."""
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    msg = f"control character U+{ord(text[at]):04X} at column {column} (case files are text)"
+    try:
+        doc = parse(_NON_PRINTABLE.sub("\ufffd", text), file)
+    except CaseFileError:
+        doc = None
+    path = _path_on_line(doc, line)
+    if path is None:
+        return CaseFileError(file, None, None, line, msg)
+    return _doc_error(file, doc, path, msg, line)
+
+
+def _path_on_line(doc: Any, line: int) -> tuple | None:
+    """The deepest key or item written on ``line``, if any."""
+    if not isinstance(doc, LineMap):
+        return None
+    hits = [p for p, ln in walk_lines(doc) if ln == line]
+    return max(hits, key=len) if hits else None
 
 
 def _doc_error(file: str, doc: Any, path: tuple, message: str, line: int | None = None):
