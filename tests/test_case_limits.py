@@ -195,3 +195,65 @@ def test_deep_nesting_is_a_case_file_error(tmp_path, opener, closer):
     assert elapsed < FAST_S
     rc, out = validate_exit(path)
     assert rc == 2 and "Traceback" not in out, out
+
+
+# ----------------------------------------------------------------- 3. overrides
+
+EXPECT = "expect: {error: x}\n"
+
+
+@pytest.mark.parametrize(
+    "override, message, field",
+    [
+        ("a_device: foo", "must match ^(meta|cpu|cuda(:[0-9]+)?)$ (got 'foo')", None),
+        ("out_shape: abc", "must be a list (got 'abc')", None),
+        ("out_shape: [2, -1, 8]", "must be >= 0 (got -1)", "overrides.out_shape[1]"),
+        ("out_shape: [1, 1, 1, 1, 1, 1, 1, 1, 1]", "must have at most 8 item(s)", None),
+        ("a_rows: -1", "must be >= 0 (got -1)", None),
+        ("index_dtype: complex128", "must be one of fp32, bf16, fp16, fp64, int32", None),
+        ("out_dtype: fp8", "must be one of fp32, bf16, fp16, fp64, int32", None),
+        ("out_alias: a", "must be one of state, mixed_qkv (got 'a')", None),
+        ("state_ndim: 100000", "must be <= 8 (got 100000)", None),
+        ("qkv_last_stride: 0", "must be >= 1 (got 0)", None),
+        ("A_log_stride: 1.5", "must be an integer (got 1.5)", None),
+        ("qkv_width_delta: -1000", "makes mixed_qkv narrower than 0 columns", None),
+        ("state_layout: 3", "must be a string (got 3)", None),
+    ],
+)
+def test_override_values_are_validated(tmp_path, override, message, field):
+    field = field or f"overrides.{override.split(':')[0]}"
+    err, _, _ = refused(write(tmp_path, one_case(f"{EXPECT}overrides:\n  {override}\n")))
+    assert (err.case, err.field, err.line) == ("c", field, 10), str(err)
+    assert message in err.message, str(err)
+
+
+def test_overrides_count_in_the_memory_estimate(tmp_path):
+    """An out_shape of 6.2 GB on the cpu tier (limit 2 GiB) is refused, blamed on it."""
+    path = write(tmp_path, one_case(f"{EXPECT}overrides:\n  out_shape: [3, 1024, 1048576]\n"))
+    err, elapsed, peak = refused(path)
+    assert (err.case, err.field, err.line) == ("c", "overrides.out_shape", 10), str(err)
+    assert "inputs and overrides need about 6.00 GiB, over the 2.00 GiB limit" in err.message
+    assert elapsed < FAST_S and peak < PEAK_BYTES
+    for key, value in (("a_rows", 10**9), ("qkv_last_stride", 10**8), ("A_log_stride", 10**10)):
+        err, _, _ = refused(write(tmp_path, one_case(f"{EXPECT}overrides: {{{key}: {value}}}\n")))
+        assert err.field == f"overrides.{key}" and "GiB limit" in err.message, str(err)
+
+
+def test_overrides_without_expect_are_refused(tmp_path):
+    err, _, _ = refused(write(tmp_path, one_case("overrides: {out_dtype: fp32}\n")))
+    assert (err.case, err.field, err.line) == ("c", "overrides", 8), str(err)
+    assert "need 'expect'" in err.message
+
+
+def test_every_override_of_the_library_is_valid_and_estimated():
+    from harness.cases.semantics import override_bytes
+
+    root = Path(__file__).resolve().parents[1] / "cases"
+    specs = [s for s in cm.load_paths([root]) if s.overrides]
+    assert {k for s in specs for k, _ in s.overrides} >= {"out_shape", "a_rows", "a_device"}
+    for spec in specs:
+        sizes = override_bytes(spec)
+        assert set(sizes) == {k for k, _ in spec.overrides}
+        assert cm.estimate_case_bytes(spec) >= 2 * cm.estimate_case_bytes(
+            type(spec)(**{**vars(spec), "overrides": (), "expect": None})
+        )

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from harness import cases as cm
 from harness.cases import CaseFileError, case_to_yaml, load_file, load_paths, select
-from harness.core.dtypes import ACT_DTYPES, INDEX_DTYPES, PARAM_DTYPES, STATE_DTYPES
+from harness.core.dtypes import ACT_DTYPES, DTYPES, INDEX_DTYPES, PARAM_DTYPES, STATE_DTYPES
 from harness.core.layouts import LAYOUTS
 from harness.core.spec import (
     PADDINGS,
@@ -250,8 +250,8 @@ def test_case_to_yaml_round_trips_awkward_values(tmp_path):
         tol_state=Tolerance(ulps=0.5),
         expect=ExpectError(match="1e-4", exception="TypeError"),
         overrides=(
-            ("a_device", "1e5"), ("a_rows", 2), ("out_alias", None), ("out_dtype", "yes"),
-            ("out_shape", (1, 2.5, True)), ("state_layout", "2020-01-01"),
+            ("a_device", "cuda:1"), ("a_rows", 2), ("out_alias", "mixed_qkv"),
+            ("out_dtype", "uint8"), ("out_shape", (1, 0, 3)), ("state_layout", "2020-01-01"),
         ),
     )  # fmt: skip
     back = load_file(write(tmp_path, case_to_yaml(spec), "rt.yaml"))[0]
@@ -261,7 +261,6 @@ def test_case_to_yaml_round_trips_awkward_values(tmp_path):
 
 _finite = st.floats(allow_nan=False, allow_infinity=False)
 _nonneg = st.floats(min_value=0, allow_infinity=False)
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), _finite, st.text())
 
 
 @st.composite
@@ -273,6 +272,12 @@ def case_specs(draw) -> CaseSpec:
     lo, hi = sorted(draw(st.tuples(_finite, _finite)))
     indices = draw(st.none() | st.permutations(range(pool)).map(lambda p: tuple(p[:B])))
     regex = draw(st.text(max_size=12).filter(lambda t: _compiles(t)))
+    # overrides exist only in error cases; state_layout takes any string (YAML-awkward ones)
+    overrides = tuple(sorted(draw(st.fixed_dictionaries({}, optional={
+        "out_dtype": st.sampled_from(sorted(DTYPES)), "state_layout": st.text(max_size=64),
+        "a_rows": st.integers(0, 64), "out_shape": st.lists(st.integers(0, 9), max_size=8),
+    })).items()))  # fmt: skip
+    overrides = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides)
     return CaseSpec(
         file="x", name=draw(st.from_regex(cm.NAME_RE, fullmatch=True)), line=1,
         B=B, H=H, HV=H * draw(st.integers(1, 3)), K=draw(st.integers(1, 64)),
@@ -303,10 +308,10 @@ def case_specs(draw) -> CaseSpec:
         tol_out=Tolerance(ulps=draw(st.none() | _nonneg)),
         tol_state=Tolerance(fp32_ulps=draw(st.none() | _nonneg),
                             drift_factor=draw(st.none() | _nonneg)),
-        expect=draw(st.none() | st.just(ExpectError(match=regex))),
-        overrides=tuple(sorted(draw(st.dictionaries(
-            st.sampled_from(["out_dtype", "state_layout", "a_rows"]), _scalar, max_size=3
-        )).items())),
+        expect=ExpectError(match=regex) if overrides else draw(
+            st.none() | st.just(ExpectError(match=regex))
+        ),
+        overrides=overrides,
     )  # fmt: skip
 
 
@@ -565,19 +570,36 @@ def test_error_bad_expect(tmp_path):
     e = error(tmp_path, one_case("expect: {exception: TypeError}\n"))
     check(e, "c", "expect.error", 8, "missing required field")
     e = error(tmp_path, one_case("overrides:\n  out_dtype: {x: 1}\n"))
-    check(e, "c", "overrides.out_dtype", 9, "must be a string or a number")
+    check(e, "c", "overrides.out_dtype", 9, "must be one of fp32, bf16, fp16")
     e = error(tmp_path, one_case("overrides:\n  out_dtpe: fp32\n"))
     check(e, "c", "overrides.out_dtpe", 9, "unknown key (did you mean 'out_dtype'?)")
 
 
 def test_override_keys_match_the_input_builder():
+    """The schema checks the value of every override the input builder knows."""
     inputs = pytest.importorskip("harness.inputs")
-    keys = cm.load_schema()["$defs"]["caseFields"]["properties"]["overrides"]["propertyNames"]
-    assert set(keys["enum"]) == set(inputs.OVERRIDE_KEYS)
+    overrides = cm.load_schema()["$defs"]["caseFields"]["properties"]["overrides"]
+    assert set(overrides["propertyNames"]["enum"]) == set(inputs.OVERRIDE_KEYS)
+    assert set(overrides["properties"]) == set(inputs.OVERRIDE_KEYS)
+    for key in ("out_dtype", "index_dtype"):
+        assert overrides["properties"][key]["enum"] == list(DTYPES)
+    from harness.cases.semantics import override_bytes
+
+    every = tuple((k, _valid_override(k)) for k in sorted(inputs.OVERRIDE_KEYS))
+    assert set(override_bytes(replace(load_file(ALL)[2], overrides=every))) == set(
+        inputs.OVERRIDE_KEYS
+    )
+
+
+def _valid_override(key: str) -> object:
+    return {"out_shape": (2, 1, 8), "out_alias": "state", "a_device": "meta"}.get(
+        key, "fp32" if key.endswith("dtype") else "xy" if key == "state_layout" else 2
+    )
 
 
 def test_override_lists_become_tuples(tmp_path):
-    (spec,) = load_file(write(tmp_path, one_case("overrides: {out_shape: [2, 2, 9]}\n")))
+    text = one_case("overrides: {out_shape: [2, 2, 9]}\nexpect: {error: shape}\n")
+    (spec,) = load_file(write(tmp_path, text))
     assert spec.overrides == (("out_shape", (2, 2, 9)),)
     hash(spec)
     back = load_file(write(tmp_path, case_to_yaml(spec), "rt.yaml"))[0]

@@ -105,6 +105,8 @@ def _schema_problem(error: jsonschema.ValidationError, tree: Any) -> tuple[tuple
         "exclusiveMinimum": f"must be > {val} (got {inst!r})",
         "pattern": f"must match {val} (got {inst!r})",
         "minItems": f"must have at least {val} item(s)",
+        "maxItems": f"must have at most {val} item(s)",
+        "maxLength": f"must be at most {val} characters long",
     }
     return path, messages.get(kind, error.message)
 

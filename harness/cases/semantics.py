@@ -2,8 +2,9 @@
 
 HV a multiple of H, a pool that holds every live row, explicit slot indices
 that are distinct and inside the pool, a pool the index dtype can address,
-a valid ``expect`` pattern, finite numbers, and inputs that fit the tier's
-memory (from an estimate: loading never allocates).
+a valid ``expect`` pattern, overrides only in error cases, finite numbers,
+and inputs (overrides included) that fit the tier's memory, from an
+estimate: loading never allocates.
 """
 
 from __future__ import annotations
@@ -31,7 +32,37 @@ def max_live_rows(B: int, slots: SlotSpec) -> int:
 
 
 def estimate_case_bytes(spec: CaseSpec) -> int:
-    """Bytes of the input buffers one case allocates (mixed_qkv, a/b, state pool, out)."""
+    """Bytes of the input buffers one case allocates (mixed_qkv, a/b, state pool, out).
+
+    Overrides are applied to a copy of the built inputs and allocate buffers
+    of their own: an error case counts the copy and what each override adds.
+    """
+    base = _input_bytes(spec)
+    if not spec.overrides:
+        return base
+    return 2 * base + sum(override_bytes(spec).values())
+
+
+def override_bytes(spec: CaseSpec) -> dict[str, int]:
+    """Bytes each override of ``spec`` allocates (by key; 0 for views and keywords)."""
+    ov = dict(spec.overrides)
+    act, width, B, HV = nbytes(spec.act_dtype), spec.qkv_width, spec.B, spec.HV
+    out_dtype = nbytes(str(ov.get("out_dtype", spec.act_dtype)))
+    param = act if spec.param_dtype == "act" else nbytes(spec.param_dtype)
+    sizes = {
+        "out_dtype": lambda v: B * HV * spec.V * out_dtype,
+        "out_shape": lambda v: math.prod(v) * out_dtype,
+        "index_dtype": lambda v: B * nbytes(v),
+        "qkv_last_stride": lambda v: B * ((width - 1) * v + 1) * act,
+        "a_rows": lambda v: v * HV * act,
+        "A_log_stride": lambda v: ((HV - 1) * v + 1) * param,
+        "qkv_width_delta": lambda v: B * max(0, width + v) * act,
+        "a_device": lambda v: B * HV * act,
+    }
+    return {k: sizes[k](v) if k in sizes else 0 for k, v in ov.items()}
+
+
+def _input_bytes(spec: CaseSpec) -> int:
     act = nbytes(spec.act_dtype)
     lay = spec.layout
     qkv = spec.B * (lay.qkv_col_offset + spec.qkv_width + lay.qkv_row_pad) * act
@@ -64,7 +95,22 @@ def semantic_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
             re.compile(spec.expect.match)
         except re.error as exc:
             return "expect.error", f"is not a valid regular expression: {exc}"
-    return _memory_problem(spec, limits)
+    return _overrides_problem(spec) or _memory_problem(spec, limits)
+
+
+def _overrides_problem(spec: CaseSpec) -> Rule | None:
+    """Overrides make arguments the wrappers must refuse: only error cases have them."""
+    if not spec.overrides:
+        return None
+    if spec.expect is None:
+        return "overrides", (
+            "need 'expect' (overrides make invalid arguments: say which error the wrappers raise)"
+        )
+    delta = dict(spec.overrides).get("qkv_width_delta")
+    if isinstance(delta, int) and spec.qkv_width + delta < 0:
+        width = f"2*H*K + HV*V = {spec.qkv_width}"
+        return "overrides.qkv_width_delta", f"makes mixed_qkv narrower than 0 columns ({width})"
+    return None
 
 
 def _indices_problem(spec: CaseSpec) -> Rule | None:
@@ -88,11 +134,17 @@ def _indices_problem(spec: CaseSpec) -> Rule | None:
 
 
 def _memory_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
+    """The whole case is blamed, unless an override is what takes it past the limit."""
     need, limit = estimate_case_bytes(spec), limits.get(spec.tier)
     if limit is None or need <= limit:
         return None
-    return None, (
-        f"inputs need about {need / GIB:.2f} GiB, over the {limit / GIB:.2f} GiB limit "
+    field = None
+    if 2 * _input_bytes(spec) <= limit:
+        extra = override_bytes(spec)
+        field = f"overrides.{max(extra, key=extra.__getitem__)}"
+    what = "inputs and overrides need" if spec.overrides else "inputs need"
+    return field, (
+        f"{what} about {need / GIB:.2f} GiB, over the {limit / GIB:.2f} GiB limit "
         f"of tier '{spec.tier}' (shrink the sizes or move the case to a bigger tier)"
     )
 
