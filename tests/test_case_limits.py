@@ -257,3 +257,33 @@ def test_every_override_of_the_library_is_valid_and_estimated():
         assert cm.estimate_case_bytes(spec) >= 2 * cm.estimate_case_bytes(
             type(spec)(**{**vars(spec), "overrides": (), "expect": None})
         )
+
+
+# ----------------------------------------------------------------- 4. work
+
+
+def test_steps_are_bounded_by_the_tier_work_limit(tmp_path):
+    """steps: 1e12 made `run` hang; now it is refused and the steps are blamed."""
+    err, elapsed, _ = refused(write(tmp_path, one_case("steps: 1000000000000\n")))
+    assert (err.case, err.field, err.line) == ("c", "steps", 8), str(err)
+    assert "1000000000000 steps x 256 state elements" in err.message
+    assert "limit of tier 'cpu'" in err.message and elapsed < FAST_S
+    # the same work is fine where the tier affords it, or with a raised limit
+    steps = lim.DEFAULT_WORK_LIMITS["cpu"] // 256
+    load_file(write(tmp_path, one_case(f"steps: {steps}\n")))
+    refused(write(tmp_path, one_case(f"steps: {steps + 1}\n")))
+    load_file(write(tmp_path, one_case(f"steps: {steps + 1}\ntier: gpu\n")))
+    load_file(write(tmp_path, one_case(f"steps: {10 * steps}\n")), work_limits={"cpu": 1 << 40})
+
+
+def test_one_step_too_big_for_the_tier_blames_the_case(tmp_path):
+    text = "cases:\n  - name: wide\n    B: 1\n    H: 1\n    HV: 2\n    K: 16384\n    V: 16384\n"
+    err, _, _ = refused(write(tmp_path, text + "    state_dtype: bf16\n"))
+    assert (err.case, err.field, err.line) == ("wide", None, 2), str(err)
+    assert "1 steps x 536870912 state elements" in err.message
+
+
+def test_the_library_fits_its_work_limits_with_room():
+    root = Path(__file__).resolve().parents[1] / "cases"
+    for spec in cm.load_paths([root]):
+        assert cm.case_work(spec) * 100 < lim.DEFAULT_WORK_LIMITS[spec.tier], spec.id

@@ -11,19 +11,21 @@ A module per concern: ``yamlfile`` (parsing with lines), ``schema``,
 from harness.cases.discover import display_path, iter_case_files, select
 from harness.cases.errors import CaseFileError
 from harness.cases.expression import compile_keyword
-from harness.cases.limits import DEFAULT_MEMORY_LIMITS, GIB
+from harness.cases.limits import DEFAULT_MEMORY_LIMITS, DEFAULT_WORK_LIMITS, GIB
 from harness.cases.load import load_file, load_paths
 from harness.cases.schema import NAME_RE, SCHEMA_PATH, load_schema
-from harness.cases.semantics import estimate_case_bytes, max_live_rows
+from harness.cases.semantics import case_work, estimate_case_bytes, max_live_rows
 from harness.cases.writer import case_to_yaml, same_case
 
 __all__ = [
     "DEFAULT_MEMORY_LIMITS",
+    "DEFAULT_WORK_LIMITS",
     "GIB",
     "NAME_RE",
     "SCHEMA_PATH",
     "CaseFileError",
     "case_to_yaml",
+    "case_work",
     "compile_keyword",
     "display_path",
     "estimate_case_bytes",

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.cases.discover import display_path, iter_case_files
 from harness.cases.errors import CaseFileError, DocProblem, StrPath
-from harness.cases.limits import DEFAULT_MEMORY_LIMITS, MAX_FILE_BYTES
+from harness.cases.limits import MAX_FILE_BYTES, TierLimits
 from harness.cases.matrix import Variant, check_expanded_size, expand
 from harness.cases.schema import SCALAR_FIELDS, SIZE_FIELDS, first, schema_errors
 from harness.cases.semantics import nonfinite, semantic_problem
@@ -174,7 +174,7 @@ def _expect_args(expect: Mapping[str, Any]) -> dict[str, str]:
     return args
 
 
-def _variant_spec(file: str, v: Variant, limits: Mapping[str, int]) -> CaseSpec:
+def _variant_spec(file: str, v: Variant, limits: TierLimits) -> CaseSpec:
     """Validate one variant against the case schema and the semantic rules."""
     case = v.name
     errors = schema_errors(v.tree, "case")
@@ -196,10 +196,19 @@ def _variant_spec(file: str, v: Variant, limits: Mapping[str, int]) -> CaseSpec:
     return spec
 
 
-def load_file(path: StrPath, *, memory_limits: Mapping[str, int] | None = None) -> list[CaseSpec]:
-    """All cases of one YAML file, expanded and validated; CaseFileError on any problem."""
+def load_file(
+    path: StrPath,
+    *,
+    memory_limits: Mapping[str, int] | None = None,
+    work_limits: Mapping[str, int] | None = None,
+) -> list[CaseSpec]:
+    """All cases of one YAML file, expanded and validated; CaseFileError on any problem.
+
+    ``memory_limits`` and ``work_limits`` replace the default limits of the
+    tiers they name (``harness.cases.limits``).
+    """
     file = display_path(path)
-    limits = {**DEFAULT_MEMORY_LIMITS, **(memory_limits or {})}
+    limits = TierLimits.with_changes(memory_limits, work_limits)
     doc = parse(_read(path, file), file)
     _check_document(doc, file)
     defaults = doc.get("defaults", LineMap(doc.line))
@@ -229,10 +238,13 @@ def load_file(path: StrPath, *, memory_limits: Mapping[str, int] | None = None) 
 
 
 def load_paths(
-    paths: Sequence[StrPath], *, memory_limits: Mapping[str, int] | None = None
+    paths: Sequence[StrPath],
+    *,
+    memory_limits: Mapping[str, int] | None = None,
+    work_limits: Mapping[str, int] | None = None,
 ) -> list[CaseSpec]:
     """Cases of every file under ``paths``, in deterministic order."""
     out: list[CaseSpec] = []
     for file in iter_case_files(paths):
-        out.extend(load_file(file, memory_limits=memory_limits))
+        out.extend(load_file(file, memory_limits=memory_limits, work_limits=work_limits))
     return out

@@ -3,8 +3,8 @@
 HV a multiple of H, a pool that holds every live row, explicit slot indices
 that are distinct and inside the pool, a pool the index dtype can address,
 a valid ``expect`` pattern, overrides only in error cases, finite numbers,
-and inputs (overrides included) that fit the tier's memory, from an
-estimate: loading never allocates.
+inputs (overrides included) that fit the tier's memory, from an estimate
+(loading never allocates), and work (steps x state size) the tier affords.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.cases.limits import GIB, INDEX_RANGE
+from harness.cases.limits import GIB, INDEX_RANGE, TierLimits
 from harness.core.dtypes import nbytes
 from harness.core.spec import CaseSpec, SlotSpec
 
@@ -74,7 +74,7 @@ def _input_bytes(spec: CaseSpec) -> int:
     return qkv + ab + state + out
 
 
-def semantic_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
+def semantic_problem(spec: CaseSpec, limits: TierLimits) -> Rule | None:
     """Rules the schema cannot express: (field, message) of the first one broken."""
     if spec.HV % spec.H:
         return "HV", f"must be a multiple of H={spec.H} (got {spec.HV})"
@@ -95,7 +95,11 @@ def semantic_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
             re.compile(spec.expect.match)
         except re.error as exc:
             return "expect.error", f"is not a valid regular expression: {exc}"
-    return _overrides_problem(spec) or _memory_problem(spec, limits)
+    return (
+        _overrides_problem(spec)
+        or _memory_problem(spec, limits.memory)
+        or _work_problem(spec, limits.work)
+    )
 
 
 def _overrides_problem(spec: CaseSpec) -> Rule | None:
@@ -146,6 +150,29 @@ def _memory_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
     return field, (
         f"{what} about {need / GIB:.2f} GiB, over the {limit / GIB:.2f} GiB limit "
         f"of tier '{spec.tier}' (shrink the sizes or move the case to a bigger tier)"
+    )
+
+
+def case_work(spec: CaseSpec) -> int:
+    """State elements a case updates: ``steps * B * HV * K * V`` (the unit of the work limits)."""
+    return spec.steps * state_elements(spec)
+
+
+def state_elements(spec: CaseSpec) -> int:
+    """State elements one decode step updates (padding rows included)."""
+    return spec.B * spec.HV * spec.K * spec.V
+
+
+def _work_problem(spec: CaseSpec, limits: Mapping[str, int]) -> Rule | None:
+    """The steps are blamed when one step would fit, the whole case otherwise."""
+    work, limit = case_work(spec), limits.get(spec.tier)
+    if limit is None or work <= limit:
+        return None
+    field = "steps" if state_elements(spec) <= limit else None
+    return field, (
+        f"{spec.steps} steps x {state_elements(spec)} state elements = {work:.3g} updates, "
+        f"over the {limit:.3g} limit of tier '{spec.tier}' (fewer steps, smaller sizes, "
+        "or a bigger tier)"
     )
 
 
