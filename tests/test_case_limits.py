@@ -287,3 +287,62 @@ def test_the_library_fits_its_work_limits_with_room():
     root = Path(__file__).resolve().parents[1] / "cases"
     for spec in cm.load_paths([root]):
         assert cm.case_work(spec) * 100 < lim.DEFAULT_WORK_LIMITS[spec.tier], spec.id
+
+
+# ----------------------------------------------------------------- 5. empty matrix, magnitudes
+
+
+def test_an_empty_matrix_is_refused(tmp_path):
+    """``matrix: {}`` made a case ``c1[]``."""
+    err, _, _ = refused(write(tmp_path, one_case("matrix: {}\n")))
+    assert (err.case, err.field, err.line) == ("c", "matrix", 8), str(err)
+    assert "must have at least 1 key(s)" in err.message
+
+
+@pytest.mark.parametrize(
+    "body, field, message",
+    [
+        ("values: {gate_mean: 1e308}", "values.gate_mean", "past the largest bf16 (3.39e+38)"),
+        ("values: {gate_mean: -1e308}", "values.gate_mean", "the inputs would be inf"),
+        ("act_dtype: fp16\nvalues: {gate_mean: 70000}", "values.gate_mean", "largest fp16"),
+        ("values: {gate_std: 1e38}", "values.gate_std", "a ~ N(gate_mean, gate_std)"),
+        ("values: {qkv_std: 1e300}", "values.qkv_std", "q, k, v ~ N(0, qkv_std)"),
+        ("values: {state_std: 1e38}", "values.state_std", "past the largest fp32"),
+        ("values: {beta_std: 1e39}", "values.beta_std", "b ~ N(0, beta_std)"),
+        ("values: {dt_bias_std: 1e39}", "values.dt_bias_std", "dt_bias"),
+        ("values: {tiny_qk: true, tiny_qk_norm: 3e38}", "values.tiny_qk_norm", "q and k"),
+        ("values: {a_log_lo: 80, a_log_hi: 100}", "values.a_log_hi", "exp(A_log) overflows"),
+        ("scale: 1e39", "scale", "past the largest fp32"),
+    ],
+)
+def test_values_that_make_inputs_inf_are_refused(tmp_path, body, field, message):
+    err, _, _ = refused(write(tmp_path, one_case(body + "\n")))
+    assert (err.case, err.field) == ("c", field) and err.line >= 8, str(err)
+    assert message in err.message, str(err)
+
+
+def test_values_near_the_edges_are_accepted(tmp_path):
+    """fp32 activations hold what fp16 ones cannot; gates past exp overflow stay valid."""
+    load_file(write(tmp_path, one_case("act_dtype: fp32\nvalues: {gate_mean: 70000}\n")))
+    load_file(write(tmp_path, one_case("values: {gate_mean: 1e30, a_log_hi: 88}\n")))
+
+
+def test_a_gate_mean_of_1e308_really_made_the_inputs_inf():
+    """What the refused case would have run on (built without the loader)."""
+    torch = pytest.importorskip("torch")
+    from factories import spec
+
+    from harness.inputs.build import build_inputs
+
+    inputs = build_inputs(spec(values={"gate_mean": 1e308}))
+    assert torch.isinf(inputs.a.float()).all()
+
+
+def test_a_state_that_can_overflow_the_oracle_is_refused(tmp_path):
+    """Without the L2 norm the state can grow by |k|^2 a step: 200 steps pass 1e300."""
+    body = "use_qk_l2norm: false\nvalues: {qkv_std: 10}\nsteps: 200\n"
+    err, _, _ = refused(write(tmp_path, one_case(body)))
+    assert (err.case, err.field, err.line) == ("c", "steps", 10), str(err)
+    assert "past the float64 oracle's range" in err.message
+    load_file(write(tmp_path, one_case(body.replace("false", "true"))))  # normalised: linear
+    load_file(write(tmp_path, one_case(body.replace("200", "20"))))

@@ -106,6 +106,7 @@ def _schema_problem(error: jsonschema.ValidationError, tree: Any) -> tuple[tuple
         "pattern": f"must match {val} (got {inst!r})",
         "minItems": f"must have at least {val} item(s)",
         "maxItems": f"must have at most {val} item(s)",
+        "minProperties": f"must have at least {val} key(s)",
         "maxLength": f"must be at most {val} characters long",
     }
     return path, messages.get(kind, error.message)

@@ -2,7 +2,8 @@
 
 HV a multiple of H, a pool that holds every live row, explicit slot indices
 that are distinct and inside the pool, a pool the index dtype can address,
-a valid ``expect`` pattern, overrides only in error cases, finite numbers,
+a valid ``expect`` pattern, overrides only in error cases, finite numbers
+and inputs and oracle values that stay finite (``magnitudes``),
 inputs (overrides included) that fit the tier's memory, from an estimate
 (loading never allocates), and work (steps x state size) the tier affords.
 """
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.cases.limits import GIB, INDEX_RANGE, TierLimits
+from harness.cases.magnitudes import magnitude_problem
 from harness.core.dtypes import nbytes
 from harness.core.spec import CaseSpec, SlotSpec
 
@@ -97,6 +99,7 @@ def semantic_problem(spec: CaseSpec, limits: TierLimits) -> Rule | None:
             return "expect.error", f"is not a valid regular expression: {exc}"
     return (
         _overrides_problem(spec)
+        or magnitude_problem(spec)
         or _memory_problem(spec, limits.memory)
         or _work_problem(spec, limits.work)
     )
