@@ -328,12 +328,12 @@ def _bad_indices(draw: st.DrawFn, case: dict) -> _Fault:
 
 
 # (changes, expected field): the estimate refuses them (field None), except a
-# pool no index dtype can address, which is refused first.
+# size past what any index dtype or tensor can address (2**63), refused first.
 HUGE_CHANGES: tuple[tuple[tuple[tuple[str, Any], ...], str | None], ...] = (
     ((("B", 10**9),), None),
     ((("K", 10**6), ("V", 10**6)), None),
     ((("H", 1), ("HV", 10**9)), None),
-    ((("B", 10**30),), "index_dtype"),
+    ((("B", 10**30),), "B"),
     ((("pool", 10**13), ("index_dtype", "int64")), None),
     ((("layout.state_slot_pad", 10**15),), None),  # a slot stride past any buffer
     ((("layout.qkv_row_pad", 10**15),), None),  # a row stride past any buffer
@@ -354,7 +354,8 @@ def _huge(draw: st.DrawFn, doc: _Doc, i: int) -> _Fault:
             _set(case, dotted, value)
 
     what = ", ".join(f"{k}={v}" for k, v in changes)
-    return _Fault("huge", expected, what, apply, line_of="case", huge=True)
+    line_of = "case" if expected is None else "field"
+    return _Fault("huge", expected, what, apply, line_of=line_of, huge=True)
 
 
 @st.composite
@@ -480,6 +481,14 @@ def _duplicate_name(draw: st.DrawFn) -> MalformedFile:
     )
 
 
+_BOMB = (
+    b'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    + b"".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n".encode()
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + b"cases: *i\n"
+)
 _TOP_LEVEL: tuple[tuple[str, bytes, Any, Any], ...] = (
     # description, content, field, line
     ("empty file", b"", None, ANY),
@@ -492,6 +501,10 @@ _TOP_LEVEL: tuple[tuple[str, bytes, Any, Any], ...] = (
     ("cases of scalars", b"cases:\n  - 3\n", "cases[0]", 2),
     ("unknown top-level key", b"case:\n  - name: a\n", "case", 1),
     ("not UTF-8", b"cases:\n  - name: \xff\xfe\n", None, None),
+    ("a NUL byte", b"# \x00\ncases: []\n", None, 1),
+    ("a tag on a map", b"cases: !!set {a, b}\n", "cases", 1),
+    ("nested too deep", b"cases: " + b"[" * 40 + b"]" * 40 + b"\n", None, 1),
+    ("an alias bomb", _BOMB, ANY, ANY),
 )
 
 

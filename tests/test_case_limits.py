@@ -58,14 +58,17 @@ def deadline(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
-def refused(path: Path, **kw) -> tuple[CaseFileError, float, int]:
+def refused(path: Path, traced: bool = True, **kw) -> tuple[CaseFileError, float, int]:
     """Load ``path``: it must raise CaseFileError; returns it, seconds and peak bytes
-    (the peak from a second load under tracemalloc, which slows Python down)."""
+    (the peak from a second load under tracemalloc, which slows Python down; 0
+    without ``traced``)."""
     with deadline(20):
         start = time.perf_counter()
         with pytest.raises(CaseFileError) as info:
             load_file(path, **kw)
         elapsed = time.perf_counter() - start
+        if not traced:
+            return info.value, elapsed, 0
         tracemalloc.start()
         try:
             with pytest.raises(CaseFileError):
@@ -346,3 +349,93 @@ def test_a_state_that_can_overflow_the_oracle_is_refused(tmp_path):
     assert "past the float64 oracle's range" in err.message
     load_file(write(tmp_path, one_case(body.replace("false", "true"))))  # normalised: linear
     load_file(write(tmp_path, one_case(body.replace("200", "20"))))
+
+
+# ----------------------------------------------------------------- 6. the smaller ones
+
+
+@pytest.mark.parametrize("field, line", [("B", 3), ("pool", 8)])
+def test_a_size_of_2_63_is_blamed_on_that_size(tmp_path, field, line):
+    """B or pool at 2**63 was blamed on index_dtype."""
+    text = one_case(f"pool: {2**63 if field == 'pool' else 4}\n")
+    if field == "B":
+        text = text.replace("B: 2", f"B: {2**63}")
+    err, _, _ = refused(write(tmp_path, text))
+    assert (err.case, err.field, err.line) == ("c", field, line), str(err)
+    assert "must be <= 9223372036854775807" in err.message
+
+
+def test_a_huge_batch_is_refused_as_too_big_not_on_the_index_dtype(tmp_path):
+    err, _, _ = refused(write(tmp_path, one_case("").replace("B: 2", f"B: {2**62}")))
+    assert (err.case, err.field, err.line) == ("c", None, 2), str(err)
+    assert "GiB limit of tier 'cpu'" in err.message
+
+
+@pytest.mark.parametrize("where", ["name", "key", "value"])
+def test_huge_values_are_clipped_in_messages(tmp_path, where):
+    huge = "x" * 200_000
+    text = {
+        "name": f"cases:\n  - name: '{huge} y'\n    {SMALL}\n",
+        "key": one_case(f"? {huge}\n: 1\n"),  # an explicit key: a plain one stops at 1024
+        "value": one_case(f"act_dtype: {huge}\n"),
+    }[where]
+    err, elapsed, _ = refused(write(tmp_path, text), traced=False)
+    assert len(str(err)) < 1500 and "characters)" in str(err), str(err)[:2000]
+    assert err.line is not None and elapsed < FAST_S
+
+
+def test_a_raw_newline_in_a_name_stays_on_one_line(tmp_path):
+    err, _, _ = refused(write(tmp_path, f'cases:\n  - name: "bad\\nname"\n    {SMALL}\n'))
+    assert err.case == "bad\nname" and err.field == "name", str(err)
+    assert "\n" not in str(err) and "case 'bad\\nname'" in str(err)
+
+
+@pytest.mark.parametrize(
+    "bad, opened",
+    [
+        ('name: "unclosed', 8),
+        ("name: 'unclosed", 8),
+        ("B: [1, 2", 8),
+        ("slots: {padding: none", 8),
+    ],
+)
+def test_an_unclosed_quote_or_bracket_is_blamed_where_it_opens(tmp_path, bad, opened):
+    """PyYAML notices at the end of the file; its context mark says where it opened."""
+    text = one_case(bad + "\n" + "steps: 1\n" * 5)
+    err, _, _ = refused(write(tmp_path, text))
+    assert err.line == opened and "starts on this line" in err.message, str(err)
+    gave_up = int(re.search(r"on line (\d+)$", err.message)[1])  # and where YAML gave up
+    assert gave_up > opened
+
+
+@pytest.mark.parametrize(
+    "body, field, line",
+    [
+        ("slots: !!set {padding, order}", "slots", 8),
+        ("values: !custom {gate_mean: 1.0}", "values", 8),
+        ("slots:\n  indices: !!omap [{a: 1}, {b: 2}]", "slots.indices", 9),
+        ("matrix: !!omap\n  - seed: [1, 2]", "matrix", 8),
+    ],
+)
+def test_tags_on_lists_and_maps_are_refused(tmp_path, body, field, line):
+    """PyYAML's tags on collections were dropped silently (or built a set)."""
+    err, _, _ = refused(write(tmp_path, one_case(body + "\n")))
+    assert (err.case, err.field, err.line) == ("c", field, line), str(err)
+    assert "is not allowed" in err.message and "tag" in err.message
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("1" * 5000, "Exceeds the limit"),
+        ("!!int 0x", "cannot read '0x' as int"),
+        ("!!timestamp 2001-13-45", "cannot read '2001-13-45' as timestamp"),
+    ],
+)
+def test_values_yaml_cannot_build_are_case_file_errors(tmp_path, value, message):
+    """These ended in a ValueError traceback from PyYAML's constructor."""
+    path = write(tmp_path, one_case(f"seed: {value}\n"))
+    err, _, _ = refused(path)
+    assert (err.case, err.field, err.line) == ("c", "seed", 8) and message in err.message
+    rc, text = validate_exit(path)
+    assert rc == 2 and "Traceback" not in text, text

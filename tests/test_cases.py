@@ -425,7 +425,7 @@ def check(e: CaseFileError, case, field, line, message_part):
 
 def test_error_yaml_syntax(tmp_path):
     e = error(tmp_path, "cases:\n  - name: c\n    B: [1, 2\n    H: 1\n")
-    check(e, None, None, 4, "invalid YAML")
+    check(e, None, None, 3, "invalid YAML")  # where the bracket opens
 
 
 def test_error_yaml_duplicate_key(tmp_path):

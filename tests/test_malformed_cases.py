@@ -113,7 +113,8 @@ def test_huge_cases_are_refused_without_allocating(mf: MalformedFile) -> None:
     assert elapsed < HUGE_SECONDS and peak < HUGE_TRACED_BYTES, (elapsed, peak, str(err))
 
 
-def _huge_file(changes: tuple[tuple[str, object], ...]) -> MalformedFile:
+def _huge_file(changes: tuple[tuple[str, object], ...], field: str | None) -> MalformedFile:
+    """A one-case file with ``changes``; the error's line is the case's, or the field's."""
     case: dict = {"name": "huge", "B": 2, "H": 1, "HV": 2, "K": 8, "V": 8, "layout": {}}
     for dotted, value in changes:
         *parents, last = dotted.split(".")
@@ -121,15 +122,16 @@ def _huge_file(changes: tuple[tuple[str, object], ...]) -> MalformedFile:
         for part in parents:
             node = node[part]
         node[last] = value
-    lines, _ = render({"cases": [case]})
-    return MalformedFile("huge", ("\n".join(lines) + "\n").encode(), "huge", ANY, 2, huge=True)
+    lines, where = render({"cases": [case]})
+    line = 2 if field is None else where[("cases", 0, field)]
+    return MalformedFile("huge", ("\n".join(lines) + "\n").encode(), "huge", ANY, line, huge=True)
 
 
 @pytest.mark.parametrize("changes, field", HUGE_CHANGES, ids=lambda v: str(v)[:40])
 def test_every_huge_size_is_refused_from_the_estimate(changes, field, tmp_path) -> None:
-    mf = _huge_file(changes)
+    mf = _huge_file(changes, field)
     _, err, elapsed, peak = _load_huge(mf, str(tmp_path))
-    assert err.field == field and err.line == 2, str(err)
+    assert err.field == field and err.line == mf.line, str(err)
     assert elapsed < HUGE_SECONDS and peak < HUGE_TRACED_BYTES, (elapsed, peak, str(err))
     if field is None:
         assert "GiB" in err.message and "limit" in err.message

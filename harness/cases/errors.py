@@ -10,6 +10,29 @@ from __future__ import annotations
 import os
 
 StrPath = str | os.PathLike
+SHOWN_CHARS = 80  # of a value quoted in a message
+PART_CHARS = 200  # of a case name, a field or a message in str(error)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a note of how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message: escaped, and short even for a huge value."""
+    return clip(repr(value), SHOWN_CHARS)
+
+
+def printable(text: str) -> str:
+    """``text`` with newlines and other control characters escaped, so it stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _part(text: str) -> str:
+    return clip(printable(text), PART_CHARS)
 
 
 class CaseFileError(Exception):
@@ -31,14 +54,17 @@ class CaseFileError(Exception):
         super().__init__(file, case, field, line, message)
 
     def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        """One line: ``file:line: case 'c', field 'f': message`` (parts escaped and clipped)."""
+        file = printable(self.file)
+        where = file if self.line is None else f"{file}:{self.line}"
         parts = []
         if self.case is not None:
-            parts.append(f"case '{self.case}'")
+            parts.append(f"case '{_part(self.case)}'")
         if self.field is not None:
-            parts.append(f"field '{self.field}'")
+            parts.append(f"field '{_part(self.field)}'")
         ctx = ", ".join(parts)
-        return f"{where}: {ctx}: {self.message}" if ctx else f"{where}: {self.message}"
+        message = clip(printable(self.message), 4 * PART_CHARS)
+        return f"{where}: {ctx}: {message}" if ctx else f"{where}: {message}"
 
 
 class DocProblem(Exception):

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cases.errors import DocProblem
+from harness.cases.errors import DocProblem, shown
 from harness.cases.limits import MAX_VALUES, MAX_VARIANTS
 from harness.cases.yamlfile import LineMap, clone, count_values, merge
 
@@ -165,5 +165,5 @@ def _check_labels(matrix: LineMap, index: int, labels: dict[str, list[str]]) -> 
         for i, lab in enumerate(labs):
             if lab in labs[:i]:
                 path = ("cases", index, "matrix", key, i)
-                msg = f"repeats the value {matrix[key][i]!r} (variant ids must be unique)"
+                msg = f"repeats the value {shown(matrix[key][i])} (variant ids must be unique)"
                 raise DocProblem(path, msg)

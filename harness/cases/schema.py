@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from harness.cases.errors import SHOWN_CHARS, clip, shown
 from harness.cases.yamlfile import LineMap, dotted, get, line_at
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")  # cases/schema.json links here
@@ -60,6 +61,8 @@ _TYPE_NAMES = {
 
 
 def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    if len(str(word)) > SHOWN_CHARS:  # no field name is that long
+        return ""
     close = difflib.get_close_matches(str(word), list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -96,20 +99,20 @@ def _schema_problem(error: jsonschema.ValidationError, tree: Any) -> tuple[tuple
     if kind == "type":
         types = [val] if isinstance(val, str) else val
         want = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-        return path, f"must be {want} (got {inst!r})"
+        return path, f"must be {want} (got {shown(inst)})"
     if kind == "enum":
-        return path, f"must be one of {', '.join(map(str, val))} (got {inst!r})"
+        return path, f"must be one of {', '.join(map(str, val))} (got {shown(inst)})"
     messages = {
-        "minimum": f"must be >= {val} (got {inst!r})",
-        "maximum": f"must be <= {val} (got {inst!r})",
-        "exclusiveMinimum": f"must be > {val} (got {inst!r})",
-        "pattern": f"must match {val} (got {inst!r})",
+        "minimum": f"must be >= {val} (got {shown(inst)})",
+        "maximum": f"must be <= {val} (got {shown(inst)})",
+        "exclusiveMinimum": f"must be > {val} (got {shown(inst)})",
+        "pattern": f"must match {val} (got {shown(inst)})",
         "minItems": f"must have at least {val} item(s)",
         "maxItems": f"must have at most {val} item(s)",
         "minProperties": f"must have at least {val} key(s)",
         "maxLength": f"must be at most {val} characters long",
     }
-    return path, messages.get(kind, error.message)
+    return path, messages.get(kind, clip(error.message, SHOWN_CHARS))
 
 
 def schema_errors(tree: Any, ref: str | None) -> list[Problem]:

@@ -85,9 +85,6 @@ def semantic_problem(spec: CaseSpec, limits: TierLimits) -> Rule | None:
     problem = _indices_problem(spec)
     if problem:
         return problem
-    _, index_max = INDEX_RANGE[spec.index_dtype]
-    if spec.pool - 1 > index_max:
-        return "index_dtype", f"cannot index a pool of {spec.pool} slots"
     live = max_live_rows(spec.B, spec.slots)
     if spec.slots.indices is None and spec.pool < live:
         what = f"padding '{spec.slots.padding}'"
@@ -102,7 +99,16 @@ def semantic_problem(spec: CaseSpec, limits: TierLimits) -> Rule | None:
         or magnitude_problem(spec)
         or _memory_problem(spec, limits.memory)
         or _work_problem(spec, limits.work)
+        or _index_dtype_problem(spec)
     )
+
+
+def _index_dtype_problem(spec: CaseSpec) -> Rule | None:
+    """After the size limits, so that a huge B or pool is blamed as too big, not on this."""
+    _, index_max = INDEX_RANGE[spec.index_dtype]
+    if spec.pool - 1 > index_max:
+        return "index_dtype", f"cannot index a pool of {spec.pool} slots"
+    return None
 
 
 def _overrides_problem(spec: CaseSpec) -> Rule | None:

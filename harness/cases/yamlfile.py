@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from harness.cases.errors import CaseFileError
+from harness.cases.errors import CaseFileError, shown
 from harness.cases.limits import MAX_NESTING, MAX_VALUES
 
 
@@ -61,10 +61,15 @@ def yaml12_floats(cls: type) -> None:
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+# Errors of a construct that opens on one line and is never closed: the line
+# it opens on is the one to show, not the one (often the end) where YAML gave up.
+_UNCLOSED = ("while scanning a quoted scalar", "while parsing a flow")
 
 
-class _TooBig(Exception):
-    """A document past a bound of ``limits``: ``path`` where it was found."""
+class _Refused(Exception):
+    """A document refused while it is built: past a bound of ``limits``, or a
+    value YAML cannot construct; ``path`` is where it was found."""
 
     def __init__(self, line: int, message: str, path: tuple = ()) -> None:
         super().__init__(line, message, path)
@@ -81,14 +86,14 @@ class _Loader(yaml.SafeLoader):
     def fetch_flow_collection_start(self, token_class: type) -> None:
         # the scanner's cost grows with the flow depth: stop before the composer would
         if self.flow_level >= MAX_NESTING:
-            raise _TooBig(self.get_mark().line + 1, _too_deep())
+            raise _Refused(self.get_mark().line + 1, _too_deep())
         super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self.depth += 1
         try:
             if self.depth > MAX_NESTING:
-                raise _TooBig(_line(self.peek_event()), _too_deep())
+                raise _Refused(_line(self.peek_event()), _too_deep())
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -123,7 +128,10 @@ class _Converter:
         """The value of ``node``, met at ``path`` on ``line``."""
         if isinstance(node, yaml.ScalarNode):
             self._count(path, line)
-            return self.loader.construct_object(node, deep=True)
+            return self._scalar(node, path)
+        if node.tag not in _PLAIN_TAGS:  # PyYAML would drop it, or build a set or pairs
+            kind = "list" if isinstance(node, yaml.SequenceNode) else "map"
+            raise _Refused(_line(node), f"tag {node.tag} on a {kind} is not allowed", path)
         if id(node) in self.open:
             raise yaml.YAMLError(f"line {_line(node)}: recursive alias")
         self._count(path, line)
@@ -136,12 +144,19 @@ class _Converter:
         finally:
             self.open.discard(id(node))
 
+    def _scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. !!int 0x, 5000 digits
+            what = f"cannot read {shown(node.value)} as {node.tag.rsplit(':', 1)[-1]}"
+            raise _Refused(_line(node), f"{what}: {exc}", path) from None
+
     def _count(self, path: tuple, line: int) -> None:
         self.left -= 1
         if self.left < 0:
-            raise _TooBig(line, _too_many(), path)
+            raise _Refused(line, _too_many(), path)
         if len(self.open) >= MAX_NESTING:
-            raise _TooBig(line, _too_deep(), path)
+            raise _Refused(line, _too_deep(), path)
 
     def _sequence(self, node: yaml.SequenceNode, path: tuple, line: int) -> LineSeq:
         seq = LineSeq(_line(node))
@@ -157,7 +172,7 @@ class _Converter:
         alias = id(node) in self.seen
         try:
             return self.convert(node, path, line)
-        except _TooBig as exc:
+        except _Refused as exc:
             if alias:  # outer aliases overwrite this as the error travels up
                 exc.path, exc.line = path, line
             raise
@@ -170,7 +185,7 @@ class _Converter:
         for knode, _ in own:
             key = self._key(knode)
             if not isinstance(key, str):
-                msg = f"keys must be strings (got {key!r})"
+                msg = f"keys must be strings (got {shown(key)})"
                 mapping.problems.append((str(key), msg, _line(knode)))
             elif key in first_lines:
                 msg = f"duplicate key (first on line {first_lines[key]})"
@@ -236,6 +251,17 @@ def _case_name(root: yaml.Node | None, path: tuple) -> str | None:
     return name.value if isinstance(name, yaml.ScalarNode) else None
 
 
+def _syntax_error(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line to blame and the message: an unclosed quote or bracket at its start."""
+    context, cmark, problem, pmark = exc.context, exc.context_mark, exc.problem, exc.problem_mark
+    if context and cmark is not None and context.startswith(_UNCLOSED):
+        where = f" on line {pmark.line + 1}" if pmark is not None else ""
+        return cmark.line + 1, f"{context} that starts on this line: {problem}{where}"
+    mark = pmark or cmark
+    what = ", ".join(str(x) for x in (context, problem) if x)
+    return (mark.line + 1 if mark is not None else None), what
+
+
 def parse(text: str, file: str) -> Any:
     """Parse one YAML document into ``LineMap``/``LineSeq`` trees with line numbers."""
     loader = _Loader(text)
@@ -243,14 +269,12 @@ def parse(text: str, file: str) -> Any:
     try:
         node = loader.get_single_node()
         return None if node is None else _Converter(loader).convert(node, (), 1)
-    except _TooBig as exc:
+    except _Refused as exc:
         case = _case_name(node, exc.path)
         field = dotted(exc.path[2:] if case else exc.path) or None
         raise CaseFileError(file, case, field, exc.line, exc.message) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = ", ".join(str(x) for x in (exc.context, exc.problem) if x)
-        line = mark.line + 1 if mark is not None else None
+        line, what = _syntax_error(exc)
         raise CaseFileError(file, None, None, line, f"invalid YAML: {what}") from None
     except yaml.YAMLError as exc:
         text_ = str(exc)
