@@ -12,7 +12,7 @@ from harness.cases.discover import display_path, iter_case_files, select
 from harness.cases.errors import CaseFileError
 from harness.cases.expression import compile_keyword
 from harness.cases.limits import DEFAULT_MEMORY_LIMITS, DEFAULT_WORK_LIMITS, GIB
-from harness.cases.load import load_file, load_paths
+from harness.cases.load import Collected, collect_file, collect_paths, load_file, load_paths
 from harness.cases.schema import NAME_RE, SCHEMA_PATH, load_schema
 from harness.cases.semantics import case_work, estimate_case_bytes, max_live_rows
 from harness.cases.writer import case_to_yaml, same_case
@@ -24,8 +24,11 @@ __all__ = [
     "NAME_RE",
     "SCHEMA_PATH",
     "CaseFileError",
+    "Collected",
     "case_to_yaml",
     "case_work",
+    "collect_file",
+    "collect_paths",
     "compile_keyword",
     "display_path",
     "estimate_case_bytes",

@@ -24,11 +24,14 @@ def display_path(path: StrPath) -> str:
     return Path(os.path.normpath(p)).as_posix()
 
 
-def iter_case_files(paths: Iterable[StrPath]) -> Iterator[Path]:
+def iter_case_files(
+    paths: Iterable[StrPath], *, missing: list[CaseFileError] | None = None
+) -> Iterator[Path]:
     """Case files under ``paths``: files as given, folders searched for *.yaml / *.yml.
 
     Folder contents come in sorted order (hidden entries skipped) so runs and
-    reports are deterministic; a file reached twice is yielded once.
+    reports are deterministic; a file reached twice is yielded once. A path
+    that does not exist raises CaseFileError, or is added to ``missing``.
     """
     seen: set[Path] = set()
     for entry in paths:
@@ -42,7 +45,11 @@ def iter_case_files(paths: Iterable[StrPath]) -> Iterator[Path]:
         elif p.exists():
             files = [p]
         else:
-            raise CaseFileError(display_path(p), None, None, None, "no such file or directory")
+            error = CaseFileError(display_path(p), None, None, None, "no such file or directory")
+            if missing is None:
+                raise error
+            missing.append(error)
+            continue
         for f in files:
             key = f.resolve()
             if key not in seen:

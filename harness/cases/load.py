@@ -14,20 +14,21 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.cases.discover import display_path, iter_case_files
 from harness.cases.errors import CaseFileError, DocProblem, StrPath
 from harness.cases.limits import MAX_FILE_BYTES, TierLimits
 from harness.cases.matrix import Variant, check_expanded_size, expand
-from harness.cases.schema import SCALAR_FIELDS, SIZE_FIELDS, first, schema_errors
+from harness.cases.schema import SCALAR_FIELDS, SIZE_FIELDS, first, problem_order, schema_errors
 from harness.cases.semantics import nonfinite, semantic_problem
 from harness.cases.yamlfile import (
     LineMap,
     LineSeq,
+    bad_keys,
     clone,
     dotted,
-    first_bad_key,
     get,
     line_at,
     merge,
@@ -96,19 +97,22 @@ def _doc_error(file: str, doc: Any, path: tuple, message: str, line: int | None 
     return CaseFileError(file, None, dotted(path) or None, line, message)
 
 
-def _check_document(doc: Any, file: str) -> None:
-    """Structure of the whole file: a mapping with ``cases``, no duplicate keys, schema."""
+def _check_structure(doc: Any, file: str) -> LineMap:
+    """The whole file must be a mapping (with ``cases``: the schema says so)."""
     if not isinstance(doc, LineMap):
         what = "empty" if doc is None else "a list" if isinstance(doc, LineSeq) else repr(doc)
         line = getattr(doc, "line", 1)
         raise CaseFileError(file, None, None, line, f"must be a mapping with 'cases' (got {what})")
-    dup = first_bad_key(doc)
-    if dup:
-        raise _doc_error(file, doc, dup[0], dup[1], dup[2])
-    errors = schema_errors(doc, None)
-    if errors:
-        path, message, line = first(errors)
-        raise _doc_error(file, doc, path, message, line)
+    return doc
+
+
+def _document_errors(doc: LineMap, file: str) -> list[tuple[tuple, CaseFileError]]:
+    """Every repeated or non-string key and every schema error of the whole file,
+    with its path; repeated keys first (YAML silently keeps the last of them)."""
+    found = [(path, _doc_error(file, doc, path, msg, ln)) for path, msg, ln in bad_keys(doc)]
+    for path, message, line in sorted(schema_errors(doc, None), key=problem_order):
+        found.append((path, _doc_error(file, doc, path, message, line)))
+    return found
 
 
 def _floats(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,45 +200,107 @@ def _variant_spec(file: str, v: Variant, limits: TierLimits) -> CaseSpec:
     return spec
 
 
+@dataclass
+class Collected:
+    """What loading files found: the valid cases, and every error (none: all valid)."""
+
+    specs: list[CaseSpec] = field(default_factory=list)
+    errors: list[CaseFileError] = field(default_factory=list)
+
+    @property
+    def bad_files(self) -> list[str]:
+        """The files with at least one error, in the order their errors come."""
+        return list(dict.fromkeys(e.file for e in self.errors))
+
+    def add(self, other: Collected) -> None:
+        self.specs.extend(other.specs)
+        self.errors.extend(other.errors)
+
+
+def collect_file(
+    path: StrPath,
+    *,
+    memory_limits: Mapping[str, int] | None = None,
+    work_limits: Mapping[str, int] | None = None,
+) -> Collected:
+    """Every valid case of one file, and every error in it, in file order.
+
+    A file that cannot be read or parsed, or whose top level or defaults are
+    wrong, has one error (or its top-level errors) and no cases. Otherwise
+    each bad case contributes its first error (a case's matrix variants
+    share their fields) and the other cases are loaded. ``memory_limits``
+    and ``work_limits`` replace the default limits of the tiers they name
+    (``harness.cases.limits``).
+    """
+    file = display_path(path)
+    try:
+        doc = _check_structure(parse(_read(path, file), file), file)
+    except CaseFileError as exc:
+        return Collected([], [exc])
+    found = _document_errors(doc, file)
+    if any(not _in_a_case(p) for p, _ in found):
+        return Collected([], [e for _, e in found])
+    defaults = doc.get("defaults", LineMap(doc.line))
+    try:
+        check_expanded_size(doc["cases"], defaults)
+    except DocProblem as exc:
+        return Collected([], [_doc_error(file, doc, exc.path, exc.message)])
+    limits = TierLimits.with_changes(memory_limits, work_limits)
+    out = Collected([], [e for _, e in found])
+    bad = {p[1] for p, _ in found}
+    first_line: dict[str, int] = {}
+    for index in range(len(doc["cases"])):
+        try:
+            _check_name(file, doc, index, first_line)
+            if index not in bad:
+                out.specs.extend(_case_specs(file, doc, index, defaults, limits))
+        except CaseFileError as exc:
+            out.errors.append(exc)
+    out.errors.sort(key=lambda e: e.line or 0)
+    return out
+
+
+def _in_a_case(path: tuple) -> bool:
+    return len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int)
+
+
+def _check_name(file: str, doc: LineMap, index: int, first_line: dict[str, int]) -> None:
+    """Case names are unique in a file: the second use is the error."""
+    raw = doc["cases"][index]
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if isinstance(name, str) and name in first_line:
+        msg = f"duplicate case name (first on line {first_line[name]})"
+        raise _doc_error(file, doc, ("cases", index, "name"), msg)
+    if isinstance(name, str):
+        first_line[name] = raw.key_lines["name"]
+
+
+def _case_specs(
+    file: str, doc: LineMap, index: int, defaults: LineMap, limits: TierLimits
+) -> list[CaseSpec]:
+    """The validated variants of one case (CaseFileError for the first bad one)."""
+    raw = doc["cases"][index]
+    body = clone(raw)
+    body.pop("matrix", None)
+    try:
+        variants = expand(raw, index, merge(defaults, body))
+    except DocProblem as exc:
+        raise _doc_error(file, doc, exc.path, exc.message) from None
+    return [_variant_spec(file, variant, limits) for variant in variants]
+
+
 def load_file(
     path: StrPath,
     *,
     memory_limits: Mapping[str, int] | None = None,
     work_limits: Mapping[str, int] | None = None,
 ) -> list[CaseSpec]:
-    """All cases of one YAML file, expanded and validated; CaseFileError on any problem.
-
-    ``memory_limits`` and ``work_limits`` replace the default limits of the
-    tiers they name (``harness.cases.limits``).
-    """
-    file = display_path(path)
-    limits = TierLimits.with_changes(memory_limits, work_limits)
-    doc = parse(_read(path, file), file)
-    _check_document(doc, file)
-    defaults = doc.get("defaults", LineMap(doc.line))
-    try:
-        check_expanded_size(doc["cases"], defaults)
-    except DocProblem as exc:
-        raise _doc_error(file, doc, exc.path, exc.message) from None
-    specs: list[CaseSpec] = []
-    first_line: dict[str, int] = {}
-    for index, raw in enumerate(doc["cases"]):
-        name = raw.get("name")
-        if isinstance(name, str) and name in first_line:
-            msg = f"duplicate case name (first on line {first_line[name]})"
-            raise _doc_error(file, doc, ("cases", index, "name"), msg)
-        if isinstance(name, str):
-            first_line[name] = raw.key_lines["name"]
-        body = clone(raw)
-        body.pop("matrix", None)
-        base = merge(defaults, body)
-        try:
-            variants = expand(raw, index, base)
-        except DocProblem as exc:
-            raise _doc_error(file, doc, exc.path, exc.message) from None
-        for variant in variants:
-            specs.append(_variant_spec(file, variant, limits))
-    return specs
+    """All cases of one YAML file, expanded and validated; the file's first
+    CaseFileError if anything is wrong (``collect_file`` gives them all)."""
+    got = collect_file(path, memory_limits=memory_limits, work_limits=work_limits)
+    if got.errors:
+        raise got.errors[0]
+    return got.specs
 
 
 def load_paths(
@@ -243,8 +309,23 @@ def load_paths(
     memory_limits: Mapping[str, int] | None = None,
     work_limits: Mapping[str, int] | None = None,
 ) -> list[CaseSpec]:
-    """Cases of every file under ``paths``, in deterministic order."""
+    """Cases of every file under ``paths``, in deterministic order; the first
+    CaseFileError if anything is wrong (``collect_paths`` gives them all)."""
     out: list[CaseSpec] = []
     for file in iter_case_files(paths):
         out.extend(load_file(file, memory_limits=memory_limits, work_limits=work_limits))
+    return out
+
+
+def collect_paths(
+    paths: Sequence[StrPath],
+    *,
+    memory_limits: Mapping[str, int] | None = None,
+    work_limits: Mapping[str, int] | None = None,
+) -> Collected:
+    """Every valid case and every error of every file under ``paths`` (a path
+    that does not exist is an error too), for a command that lists them all."""
+    out = Collected()
+    for file in iter_case_files(paths, missing=out.errors):
+        out.add(collect_file(file, memory_limits=memory_limits, work_limits=work_limits))
     return out

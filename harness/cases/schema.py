@@ -130,6 +130,12 @@ def schema_errors(tree: Any, ref: str | None) -> list[Problem]:
     ]
 
 
+def problem_order(problem: Problem) -> tuple:
+    """Sort key: file order, deterministic on ties."""
+    path, message, line = problem
+    return (line or 0, len(path), dotted(path), message)
+
+
 def first(errors: list[Problem]) -> Problem:
-    """The error that comes first in the file (deterministic on ties)."""
-    return min(errors, key=lambda e: (e[2] or 0, len(e[0]), dotted(e[0]), e[1]))
+    """The error that comes first in the file."""
+    return min(errors, key=problem_order)

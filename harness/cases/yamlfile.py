@@ -348,8 +348,9 @@ def walk_lines(tree: Any, prefix: tuple = ()) -> Iterator[tuple[tuple, int]]:
             yield from walk_lines(value, (*prefix, i))
 
 
-def first_bad_key(tree: Any, prefix: tuple = ()) -> tuple[tuple, str, int] | None:
-    """The first repeated (YAML silently keeps the last) or non-string key, in file order."""
+def bad_keys(tree: Any, prefix: tuple = ()) -> list[tuple[tuple, str, int]]:
+    """Repeated (YAML silently keeps the last) and non-string keys: (path, message, line),
+    in file order."""
     found = []
     if isinstance(tree, LineMap):
         found += [((*prefix, k), msg, ln) for k, msg, ln in tree.problems]
@@ -357,12 +358,10 @@ def first_bad_key(tree: Any, prefix: tuple = ()) -> tuple[tuple, str, int] | Non
     elif isinstance(tree, LineSeq):
         children = list(enumerate(tree))
     else:
-        return None
+        return []
     for key, value in children:
-        hit = first_bad_key(value, (*prefix, key))
-        if hit:
-            found.append(hit)
-    return min(found, key=lambda h: h[2]) if found else None
+        found += bad_keys(value, (*prefix, key))
+    return sorted(found, key=lambda h: h[2])
 
 
 def count_values(tree: Any) -> int:
