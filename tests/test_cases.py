@@ -330,10 +330,29 @@ def _compiles(text: str) -> bool:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=case_specs())
 def test_case_to_yaml_round_trips_any_valid_spec(tmp_path_factory, spec):
-    path = tmp_path_factory.mktemp("rt") / "rt.yaml"
-    path.write_text(case_to_yaml(spec, comment="hypothesis"), encoding="utf-8")
-    (back,) = load_file(path)
-    assert blank(back) == blank(spec)
+    """Written short (only what differs from the defaults) or in full, it loads back."""
+    for full in (False, True):
+        path = tmp_path_factory.mktemp("rt") / "rt.yaml"
+        path.write_text(case_to_yaml(spec, comment="hypothesis", full=full), encoding="utf-8")
+        (back,) = load_file(path)
+        assert blank(back) == blank(spec)
+
+
+def test_case_to_yaml_writes_only_what_differs_unless_full(tmp_path):
+    spec = CaseSpec(
+        file="x", name="short", line=1, B=3, H=1, HV=2, K=8, V=8, pool=3,
+        layout=LayoutSpec(state_layout="kv"), values=ValueSpec(gate_mean=20.5), steps=2,
+    )  # fmt: skip
+    text = case_to_yaml(spec)
+    assert text == (
+        "cases:\n- name: short\n  B: 3\n  H: 1\n  HV: 2\n  K: 8\n  V: 8\n"
+        "  layout:\n    state_layout: kv\n  values:\n    gate_mean: 20.5\n  steps: 2\n"
+    )
+    full = case_to_yaml(spec, full=True)
+    assert "pool: 3" in full and "qkv_std: 1.0" in full and "seed: 0" in full
+    for body in (text, full):
+        (back,) = load_file(write(tmp_path, body, "rt.yaml"))
+        assert cm.same_case(back, spec)
 
 
 def test_case_to_yaml_variant_name_becomes_valid(tmp_path):

@@ -8,7 +8,13 @@ A module per concern: ``yamlfile`` (parsing with lines), ``schema``,
 ``limits`` (every bound a file meets).
 """
 
-from harness.cases.discover import display_path, iter_case_files, select
+from harness.cases.discover import (
+    display_path,
+    iter_case_files,
+    project_root,
+    regressions_dir,
+    select,
+)
 from harness.cases.errors import CaseFileError
 from harness.cases.expression import compile_keyword
 from harness.cases.limits import DEFAULT_MEMORY_LIMITS, DEFAULT_WORK_LIMITS, GIB
@@ -37,6 +43,8 @@ __all__ = [
     "load_paths",
     "load_schema",
     "max_live_rows",
+    "project_root",
+    "regressions_dir",
     "same_case",
     "select",
 ]

@@ -1,8 +1,10 @@
-"""Finding case files under paths, and selecting cases by tier and ``-k``."""
+"""Finding case files under paths, the project's case folder, and selecting
+cases by tier and ``-k``."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,42 @@ def display_path(path: StrPath) -> str:
             except ValueError:
                 continue
     return Path(os.path.normpath(p)).as_posix()
+
+
+PROJECT_NAME = "gdn-harness"
+
+
+def project_root(start: StrPath | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the current directory)
+    that holds gdn-harness's ``pyproject.toml`` or a ``.git``: where the
+    project's ``cases/`` folder is. None when there is none."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if _names_the_harness(folder / "pyproject.toml") or (folder / ".git").exists():
+            return folder
+    return None
+
+
+# ``name = "gdn-harness"`` in the [project] table (tomllib is Python 3.11+)
+_PROJECT_NAME = re.compile(
+    r"^\[project\]\s*$(?:(?!^\[).)*?^name\s*=\s*[\"']" + re.escape(PROJECT_NAME) + r"[\"']",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _names_the_harness(pyproject: Path) -> bool:
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _PROJECT_NAME.search(text) is not None
+
+
+def regressions_dir(start: StrPath | None = None) -> Path:
+    """``cases/regressions`` of the project found from ``start`` up (of the
+    current directory when there is no project), where fuzz findings go."""
+    root = project_root(start)
+    return (root if root is not None else Path.cwd()) / "cases" / "regressions"
 
 
 def iter_case_files(
