@@ -131,7 +131,8 @@ class _Converter:
             return self._scalar(node, path)
         if node.tag not in _PLAIN_TAGS:  # PyYAML would drop it, or build a set or pairs
             kind = "list" if isinstance(node, yaml.SequenceNode) else "map"
-            raise _Refused(_line(node), f"tag {node.tag} on a {kind} is not allowed", path)
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Refused(_line(node), f"tag {tag} on a {kind} is not allowed", path)
         if id(node) in self.open:
             raise yaml.YAMLError(f"line {_line(node)}: recursive alias")
         self._count(path, line)
