@@ -108,3 +108,20 @@ def test_a_malformed_file_collects_the_error_load_file_raises(mf: MalformedFile)
             load_file(path)
         except CaseFileError as err:
             assert str(err) == str(got.errors[0])
+
+
+def test_the_error_load_file_raises_carries_every_error_of_the_file(tmp_path):
+    """So that a caller catching it (the command line) can list them all."""
+    import pickle
+
+    text = "cases:\n" + case("x", "pool: 1") + case("y", "tier: tpu") + case("z")
+    try:
+        load_file(write(tmp_path, text))
+    except CaseFileError as err:
+        assert where(err.errors) == [("x", "pool", 8), ("y", "tier", 15)]
+        assert err.errors[0] is err
+        back = pickle.loads(pickle.dumps(err))
+        assert str(back) == str(err) and [str(e) for e in back.errors] == list(map(str, err.errors))
+    else:
+        raise AssertionError("accepted")
+    assert CaseFileError("f", None, None, None, "m").errors == ()

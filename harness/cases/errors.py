@@ -36,7 +36,14 @@ def _part(text: str) -> str:
 
 
 class CaseFileError(Exception):
-    """A case file that cannot be used, located as precisely as possible."""
+    """A case file that cannot be used, located as precisely as possible.
+
+    Raised by ``load_file``, it is the file's first error and ``errors``
+    holds every error of the file, this one first (``collect_file`` returns
+    them without raising).
+    """
+
+    errors: tuple[CaseFileError, ...] = ()
 
     def __init__(
         self,

@@ -296,10 +296,13 @@ def load_file(
     work_limits: Mapping[str, int] | None = None,
 ) -> list[CaseSpec]:
     """All cases of one YAML file, expanded and validated; the file's first
-    CaseFileError if anything is wrong (``collect_file`` gives them all)."""
+    CaseFileError if anything is wrong, its ``errors`` holding all of them
+    (``collect_file`` returns them without raising)."""
     got = collect_file(path, memory_limits=memory_limits, work_limits=work_limits)
     if got.errors:
-        raise got.errors[0]
+        first = got.errors[0]
+        first.errors = tuple(got.errors)
+        raise first
     return got.specs
 
 
