@@ -1,11 +1,14 @@
 """Stage 1: YAML case files to validated ``CaseSpec`` objects.
 
 The only stage that reads YAML; every mistake in a file becomes a
-``CaseFileError`` naming the file, the case, the field and the line.
-A module per concern: ``yamlfile`` (parsing with lines), ``schema``,
-``matrix``, ``semantics``, ``load`` (the steps together), ``discover``
-(files and selection), ``expression`` (``-k``), ``writer`` (back to YAML),
-``limits`` (every bound a file meets).
+``CaseFileError`` naming the file, the case, the field and the line
+(``load_file`` raises the first, ``collect_file``/``collect_paths`` return
+them all). A module per concern: ``yamlfile`` (parsing with lines, within
+bounds), ``schema``, ``matrix``, ``semantics`` and ``magnitudes`` (the
+rules the schema cannot express), ``load`` (the steps together),
+``discover`` (files, the project's folder, selection), ``expression``
+(``-k``), ``writer`` (back to YAML), ``errors``, ``limits`` (every bound
+a file meets).
 """
 
 from harness.cases.discover import (
