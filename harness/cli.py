@@ -26,7 +26,7 @@ from harness.core.exitcodes import EXIT_FAIL, EXIT_NO_TESTS, EXIT_OK, EXIT_USAGE
 from harness.core.tiers import TIERS, runnable_tiers, tier_unrunnable
 
 if TYPE_CHECKING:
-    from harness.cases.load import CaseFileError
+    from harness.cases import CaseFileError
     from harness.core.spec import CaseSpec
 
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
@@ -88,7 +88,7 @@ def _file_errors(exc: Exception) -> list[CaseFileError]:
 
 def _case_files(path: str) -> Iterator[Path | CaseFileError]:
     """The case files under one path, or the error of a path that does not exist."""
-    from harness.cases import load as case_mod
+    from harness import cases as case_mod
 
     try:
         yield from case_mod.iter_case_files([path])
@@ -100,7 +100,7 @@ def load_checked(paths: Sequence[str]) -> tuple[list[CaseSpec], int]:
     """Cases under PATHS (files, folders or ``file.yaml::case`` ids) and the
     number of files named or found; :class:`InvalidCaseFiles` with every error
     when any is invalid, so that nothing runs on a half-read library."""
-    from harness.cases import load as case_mod
+    from harness import cases as case_mod
 
     errors: list[CaseFileError] = []
     specs: list[CaseSpec] = []
@@ -129,7 +129,7 @@ def load_checked(paths: Sequence[str]) -> tuple[list[CaseSpec], int]:
 
 
 def select(specs: list[CaseSpec], tiers: set[str] | None, keyword: str | None) -> list[CaseSpec]:
-    from harness.cases import load as case_mod
+    from harness import cases as case_mod
 
     try:
         return case_mod.select(specs, tiers=tiers, keyword=keyword)

@@ -190,7 +190,7 @@ def _pin_worker_gpu(worker: str) -> None:
 
 class CaseFile(pytest.File):
     def collect(self):
-        from harness.cases.load import CaseFileError, load_file
+        from harness.cases import CaseFileError, load_file
 
         try:
             specs = load_file(self.path)

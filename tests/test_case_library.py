@@ -267,7 +267,7 @@ def test_nightly_has_the_largest_model_shape():
 def test_the_nightly_graph_step_selects_every_gpu_case_below_b1024():
     """.ci/nightly-gpu leaves B = 1024 out of CUDA-graph mode with `-k "not 1024"`:
     that holds only while exactly the B = 1024 gpu cases have 1024 in their ids."""
-    from harness.cases.load import load_paths, select
+    from harness.cases import load_paths, select
 
     script = (ROOT / ".ci" / "nightly-gpu").read_text()
     assert 'graph_k="not 1024"' in script and '--cuda-graph -k "$graph_k"' in script

@@ -24,13 +24,14 @@ from hypothesis import given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import cli
-from harness.cases.load import case_to_yaml as to_yaml
-from harness.cases.load import estimate_case_bytes, load_file, max_live_rows, same_case
+from harness.cases import case_to_yaml as to_yaml
+from harness.cases import estimate_case_bytes, load_file, max_live_rows, same_case
 from harness.core.spec import CaseSpec
 from harness.fuzz import command as fuzz_mod
 from harness.fuzz import profiles
 from harness.fuzz.strategies import TIER_LIMITS, case_specs, describe, programs
 from harness.report import read_results
+from harness.run.result import CaseResult, Violation
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -229,14 +230,18 @@ def _check_saved_file(saved: Path, impl: str) -> str:
     """The saved file's name, header and case; returns its text."""
     text = saved.read_text(encoding="utf-8")
     assert re.fullmatch(
-        rf"fuzz-{re.escape(fuzz_mod.sanitize(impl))}-[0-9a-f]{{10}}\.yaml", saved.name
+        rf"fuzz-{re.escape(fuzz_mod.impl_file_part(impl))}-[0-9a-f]{{10}}\.yaml", saved.name
     )
     header = [ln for ln in text.splitlines() if ln.startswith("#")]
     joined = "\n".join(header)
     assert "gdn-harness fuzz" in joined and "Failed:" in joined and "Seed:" in joined
     assert f"--impl {impl}" in joined and "Rerun: gdn-harness run" in joined
+    assert all(len(ln) <= 88 or " " not in ln[2:].strip() for ln in header), header
     (spec,) = load_file(saved)
     assert spec.tier == "cpu" and spec.name.startswith("fuzz_")
+    # only what differs from the defaults: the body is the minimal text of the case
+    body = text[len("".join(f"{ln}\n" for ln in header)) :]
+    assert body == to_yaml(spec), text
     return text
 
 
@@ -266,6 +271,53 @@ def test_fuzz_fixture_bug_is_saved_and_reproduces_in_a_subprocess(capsys, tmp_pa
     assert "Traceback" not in proc.stderr
     # A correct implementation passes the saved case.
     assert _rerun(saved, "oracle", tmp_path)[0] == 0
+
+
+def test_saved_case_is_short_and_its_failure_text_whole(tmp_path) -> None:
+    """A 1-row failure wrote 40 lines with every default, and its failure
+    comments were cut mid-word at 220 characters."""
+    opts = fuzz_mod.FuzzOptions(
+        impl="fixtures_impls:decode_zero", baseline=None, seed=2, save_dir=tmp_path
+    )
+    report = fuzz_mod.fuzz(opts, stream=io.StringIO())
+    text = report.saved.read_text(encoding="utf-8")
+    body = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert len(body) <= 10, text  # cases:, name, the five sizes, and what differs
+    assert "qkv_std" not in text and "state_layout" not in text and "seed: 0" not in text
+    words = " ".join(ln[1:] for ln in text.splitlines() if ln.startswith("#")).split()
+    for v in report.result.violations[: fuzz_mod.HEADER_VIOLATIONS]:
+        message = " ".join(v.message.split())
+        assert message in " ".join(words), (message, text)
+
+
+def test_failure_lines_are_whole_and_wrapped_at_words() -> None:
+    spec = CaseSpec(file="f", name="c", line=1, B=1, H=1, HV=1, K=1, V=1, pool=1)
+    message = " ".join(f"word{i}-with-some-length" for i in range(60))  # ~1,500 characters
+    result = CaseResult(
+        spec, "impl", None, "failed", violations=[Violation("values", "impl", 0, message)]
+    )
+    (line,) = fuzz_mod._first_lines(result)
+    assert line.endswith(message)
+    header = [ln for ln in to_yaml(spec, f"Failed:\n  {line}").splitlines() if ln[0] == "#"]
+    assert all(len(ln) <= 88 for ln in header), header
+    assert " ".join(ln[1:] for ln in header).split() == ["Failed:", *line.split()]
+    assert all(ln.startswith("#   ") for ln in header[1:])  # indented as it started
+    assert not any(w.startswith("-") or w.endswith("-") for ln in header for w in ln.split())
+
+
+def test_fuzz_saves_under_the_projects_regressions_folder(capsys, tmp_path, monkeypatch) -> None:
+    """Without --save-dir, the case goes to cases/regressions of the project found
+    from the current directory up, not under the current directory."""
+    project = tmp_path / "proj"
+    (project / "sub" / "deeper").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "gdn-harness"\n')
+    monkeypatch.chdir(project / "sub" / "deeper")
+    args = ["--impl", "fixtures_impls:decode_zero", "--baseline", "none", "--seed", "11", "-q"]
+    rc, out, err = _fuzz(args, capsys)
+    assert rc == 1, out + err
+    saved = _saved(project / "cases" / "regressions")
+    assert f"minimal case saved to {saved}" in out
+    assert not list((project / "sub").rglob("*.yaml"))
 
 
 def test_fuzz_with_a_seed_is_reproducible(capsys, tmp_path) -> None:

@@ -1,10 +1,10 @@
 """The loader answers every broken case file with a precise CaseFileError.
 
-Hypothesis draws broken files (``harness.fuzz.strategies.malformed_case_files``):
+Hypothesis draws broken files (``tests/malformed.py``):
 wrong types, missing and unknown fields, impossible sizes, HV not a multiple
 of H, overlapping or out-of-pool strides and slots, YAML syntax errors,
 duplicates, broken document structure and sizes no machine can hold. For
-each, ``harness.cases.load.load_file`` must raise ``CaseFileError`` (never
+each, ``harness.cases.load_file`` must raise ``CaseFileError`` (never
 anything else, never accept the file) naming the file, the case, the field
 and the line, and must refuse huge cases from an estimate, without
 allocating anything.
@@ -24,11 +24,7 @@ from unittest import mock
 
 import pytest
 from hypothesis import given, settings
-
-from harness import cli
-from harness.cases.load import CaseFileError, display_path, load_file
-from harness.fuzz import profiles
-from harness.fuzz.strategies import (
+from malformed import (
     ANY,
     HUGE_CHANGES,
     MalformedFile,
@@ -36,6 +32,10 @@ from harness.fuzz.strategies import (
     malformed_case_files,
     render,
 )
+
+from harness import cli
+from harness.cases import CaseFileError, display_path, load_file
+from harness.fuzz import profiles
 
 CI = profiles.get_settings(profiles.CI)
 HUGE_SECONDS = 0.5  # refusing a huge case is a size estimate: milliseconds, not a build
@@ -49,7 +49,7 @@ def _load_error(mf: MalformedFile, directory: str) -> tuple[Path, CaseFileError]
         specs = load_file(path)
     except CaseFileError as err:
         return path, err
-    except Exception as exc:  # a traceback for the user: a bug in harness.cases.load
+    except Exception as exc:  # a traceback for the user: a bug in harness.cases
         raise AssertionError(
             f"{mf.kind} ({mf.description}): raised {type(exc).__name__}: {exc}\n{mf.text}"
         ) from exc
@@ -113,7 +113,8 @@ def test_huge_cases_are_refused_without_allocating(mf: MalformedFile) -> None:
     assert elapsed < HUGE_SECONDS and peak < HUGE_TRACED_BYTES, (elapsed, peak, str(err))
 
 
-def _huge_file(changes: tuple[tuple[str, object], ...]) -> MalformedFile:
+def _huge_file(changes: tuple[tuple[str, object], ...], field: str | None) -> MalformedFile:
+    """A one-case file with ``changes``; the error's line is the case's, or the field's."""
     case: dict = {"name": "huge", "B": 2, "H": 1, "HV": 2, "K": 8, "V": 8, "layout": {}}
     for dotted, value in changes:
         *parents, last = dotted.split(".")
@@ -121,15 +122,16 @@ def _huge_file(changes: tuple[tuple[str, object], ...]) -> MalformedFile:
         for part in parents:
             node = node[part]
         node[last] = value
-    lines, _ = render({"cases": [case]})
-    return MalformedFile("huge", ("\n".join(lines) + "\n").encode(), "huge", ANY, 2, huge=True)
+    lines, where = render({"cases": [case]})
+    line = 2 if field is None else where[("cases", 0, field)]
+    return MalformedFile("huge", ("\n".join(lines) + "\n").encode(), "huge", ANY, line, huge=True)
 
 
 @pytest.mark.parametrize("changes, field", HUGE_CHANGES, ids=lambda v: str(v)[:40])
 def test_every_huge_size_is_refused_from_the_estimate(changes, field, tmp_path) -> None:
-    mf = _huge_file(changes)
+    mf = _huge_file(changes, field)
     _, err, elapsed, peak = _load_huge(mf, str(tmp_path))
-    assert err.field == field and err.line == 2, str(err)
+    assert err.field == field and err.line == mf.line, str(err)
     assert elapsed < HUGE_SECONDS and peak < HUGE_TRACED_BYTES, (elapsed, peak, str(err))
     if field is None:
         assert "GiB" in err.message and "limit" in err.message

@@ -184,7 +184,7 @@ def test_later_steps_share_one_oracle_run_only_from_identical_states(monkeypatch
 
 
 def test_fp16_outputs_that_overflow_like_the_exact_value_pass():
-    from harness.cases.load import load_file
+    from harness.cases import load_file
     from harness.run.runner import run_case
 
     (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")
@@ -198,7 +198,7 @@ def test_fp16_outputs_that_overflow_like_the_exact_value_pass():
 
 def test_an_inf_where_the_exact_value_is_in_range_is_a_violation():
     """The same case with the kernel's outputs pushed to Inf one step early."""
-    from harness.cases.load import load_file
+    from harness.cases import load_file
     from harness.run.runner import run_case
 
     (spec,) = load_file(ROOT / "cases/regressions/fp16_output_overflow.yaml")

@@ -5,9 +5,11 @@ turns each one into a YAML case automatically. Hypothesis draws cases from
 :func:`harness.fuzz.strategies.case_specs` and runs the three-way comparison of
 :func:`harness.run.runner.run_case` on each. On the first failure Hypothesis
 shrinks the case to a minimal one, which is re-run, written to
-``cases/regressions/fuzz-<impl>-<hash>.yaml`` (with a header saying what
-failed, the seed and the command that found it), loaded back and re-run
-from the file, so what is saved is known to reproduce. Exit codes: 0 nothing
+``cases/regressions/fuzz-<impl>-<hash>.yaml`` of the project (found from
+the current directory up; ``--save-dir`` says otherwise) with only the
+fields that differ from the defaults and a header saying what failed, the
+seed and the command that found it, loaded back and re-run from the file,
+so what is saved is known to reproduce. Exit codes: 0 nothing
 failed, 1 a failure was found and saved, 2 bad usage.
 
 Time is bounded twice: ``--budget`` stops *generating* new examples after
@@ -33,8 +35,8 @@ from typing import TextIO
 
 from hypothesis import Verbosity, given, seed, settings
 
+from harness import cases as case_mod
 from harness import options
-from harness.cases import load as case_mod
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS, tier_unrunnable
@@ -45,7 +47,6 @@ from harness.report import console_failure
 from harness.run.result import SKIPPED, CaseFailed, CaseResult, Violation
 from harness.run.runner import default_device, run_case
 
-DEFAULT_SAVE_DIR = Path("cases") / "regressions"
 DEFAULT_SHRINK_BUDGET = 120.0
 HEADER_VIOLATIONS = 6  # violation lines quoted in a saved file's header
 FLAKY_CHECKS = ("determinism",)  # failures that need not repeat on every run
@@ -69,7 +70,7 @@ class FuzzOptions:
     budget: float | None = None  # seconds of generation; None: the profile's
     shrink_budget: float = DEFAULT_SHRINK_BUDGET
     seed: int | None = None
-    save_dir: Path = DEFAULT_SAVE_DIR
+    save_dir: Path | None = None  # None: cases/regressions of the project (regressions_dir)
     profile: str = profiles.DEFAULT
     tier: str = "cpu"
     device: str | None = None
@@ -112,30 +113,31 @@ class FuzzReport:
         return self.minimal is not None
 
 
-def sanitize(spec: str) -> str:
+def impl_file_part(spec: str) -> str:
     """An implementation spec as a file-name part (``a.b:fn`` -> ``a.b-fn``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-.") or "impl"
 
 
 def case_hash(spec: CaseSpec) -> str:
-    """A short hash of what a case is (not where it is written)."""
+    """A short hash of what a case is (every field, not where it is written)."""
     blank = replace(spec, file="", name="fuzz", line=0, field_lines=())
-    return hashlib.sha256(case_mod.case_to_yaml(blank).encode()).hexdigest()[:10]
+    return hashlib.sha256(case_mod.case_to_yaml(blank, full=True).encode()).hexdigest()[:10]
 
 
 def _one_line(v: Violation) -> str:
-    """A violation in one line: a traceback is summed up by its last line."""
+    """A violation as one (long) line, its text whole: a traceback is summed up
+    by its last line, other lines are joined."""
     lines = [ln.strip() for ln in v.message.splitlines() if ln.strip()]
-    text = (lines[-1] if len(lines) > 1 else lines[0]) if lines else ""
+    text = lines[-1] if lines and lines[0].startswith("Traceback") else " ".join(lines)
     step = f" step {v.step}" if v.step is not None else ""
-    return f"[{v.check}] {v.who}{step}: {text}"[:220]
+    return f"[{v.check}] {v.who}{step}: {text}"
 
 
 def _first_lines(result: CaseResult, limit: int = HEADER_VIOLATIONS) -> list[str]:
     lines = [_one_line(v) for v in result.violations[:limit]]
     if len(result.violations) > limit:
         lines.append(f"... and {len(result.violations) - limit} more violations")
-    return lines or [f"{result.status}: {result.reason}"[:220]]
+    return lines or [f"{result.status}: {result.reason}"]
 
 
 class Fuzzer:
@@ -344,7 +346,8 @@ class Fuzzer:
         r.minimal = minimal
         digest = case_hash(minimal)
         spec = replace(minimal, name=f"fuzz_{digest}")
-        path = self.opts.save_dir / f"fuzz-{sanitize(self.impl.spec)}-{digest}.yaml"
+        save_dir = self.opts.save_dir or case_mod.regressions_dir()
+        path = save_dir / f"fuzz-{impl_file_part(self.impl.spec)}-{digest}.yaml"
         first = run_case(spec, self.impl, self.baseline, self.device)
         if not first.failed:
             r.notes.append("the minimal case passed when re-run: the implementation is flaky")
@@ -354,11 +357,11 @@ class Fuzzer:
         try:
             loaded = case_mod.load_file(path)
         except case_mod.CaseFileError as exc:  # case_to_yaml wrote what load_file refuses
-            r.notes.append(f"the saved file does not load (harness.cases.load bug): {exc}")
+            r.notes.append(f"the saved file does not load (harness.cases bug): {exc}")
             r.result = first
             return
         if len(loaded) != 1 or not case_mod.same_case(loaded[0], spec):
-            r.notes.append(f"{path} does not load back to the same case (harness.cases.load bug)")
+            r.notes.append(f"{path} does not load back to the same case (harness.cases bug)")
         runs = FLAKY_RUNS if self.target and self.target[0] in FLAKY_CHECKS else 1
         for attempt in range(1, runs + 1):
             r.result = run_case(loaded[0], self.impl, self.baseline, self.device)
@@ -390,7 +393,7 @@ def _options(args: argparse.Namespace) -> FuzzOptions:
         budget=args.budget,
         shrink_budget=args.shrink_budget,
         seed=args.seed,
-        save_dir=Path(args.save_dir),
+        save_dir=None if args.save_dir is None else Path(args.save_dir),
         profile=args.profile,
         tier=args.tier,
         device=args.device,
@@ -475,7 +478,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, help="seed of the draws (default: random, printed)")
     p.add_argument(
-        "--save-dir", default=str(DEFAULT_SAVE_DIR), help="where the minimal case is written"
+        "--save-dir",
+        help="where the minimal case is written (default: cases/regressions of the project, "
+        "the nearest folder up from here holding gdn-harness's pyproject.toml or a .git)",
     )
     p.add_argument(
         "--profile",

@@ -519,7 +519,7 @@ def runner_case(env: Env, spec: CaseSpec, impl_name: str, base_name: str) -> dic
 
 
 def part_runner(env: Env, args, rep: Report) -> None:
-    from harness.cases.load import load_file
+    from harness.cases import load_file
 
     rng = np.random.default_rng(args.seed + 2)
     bugs = ["beta_bf16", "slot_from_row", "transposed_state", "state_bf16", "out_bf16", "k_tail"]

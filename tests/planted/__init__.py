@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.cases.load import iter_case_files, load_file
+from harness.cases import iter_case_files, load_file
 from harness.core.spec import CaseSpec
 
 # DESIGN.md's bug classes that the cpu tier must catch (the Triton
