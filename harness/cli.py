@@ -13,8 +13,10 @@ packages. Nothing heavy is imported before a command needs it, so ``--help``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -199,23 +201,64 @@ def _run_selection(args: argparse.Namespace, specs: list[CaseSpec], device: str)
 
 def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
     from harness.impls.registry import load_implementation
-    from harness.report import (
-        ResultLog,
-        console_failure,
-        console_line,
-        default_run_name,
-        write_summaries,
-    )
+    from harness.report import ResultLog, run_dir, write_summaries
+    from harness.run.session import run_cases
+
+    impl = load_implementation(args.impl).with_options(args.pad, args.pad_output)
+    baseline = None if args.baseline == "none" else load_implementation(args.baseline)
+    _export_worker_options(args)
+    if args.check_device is not None:
+        from harness.check.device import resolve_check_device
+
+        try:
+            resolve_check_device(args.check_device, device)
+        except (ValueError, RuntimeError) as exc:
+            raise UsageError(f"--check-device: {exc}") from None
+    try:
+        report_dir = run_dir(args.report_dir, args.run_name)
+    except ValueError as exc:  # a run name that is a path
+        raise UsageError(str(exc)) from None
+    meta = {
+        "impl": impl.spec,
+        "baseline": baseline and baseline.spec,
+        "device": device,
+        "cuda_graph": args.cuda_graph,
+        **({"conventions": impl.conventions.as_dict()} if not impl.conventions.is_default else {}),
+        **({"shard": str(args.shard)} if args.shard else {}),
+    }
+    try:
+        results = run_cases(
+            cases, impl, baseline, device, isolate=args.isolate, timeout=args.timeout,
+            jobs=args.jobs, graph=args.cuda_graph, sanitize=args.sanitize,
+        )  # fmt: skip
+    except ValueError as exc:  # a combination that cannot work (--no-isolate --timeout)
+        raise UsageError(str(exc)) from None
+    log = ResultLog(report_dir, fresh=True)
+    with _partial_on_signal(report_dir, meta):
+        statuses, skips, failed_results = _consume(args, results, log, len(cases))
+    return _finish(report_dir, meta, statuses, skips, failed_results, write_summaries)
+
+
+def _export_worker_options(args: argparse.Namespace) -> None:
+    """Options a worker process must see (it loads implementations again by name)."""
+    for name, value in (
+        ("GDN_PAD", args.pad), ("GDN_PAD_OUTPUT", args.pad_output),
+        ("GDN_CHECK_DEVICE", args.check_device),
+    ):  # fmt: skip
+        if value is not None:
+            os.environ[name] = value
+
+
+def _consume(args, results, log, total: int):
+    """Record and print each result as it comes; stop early with ``-x``."""
+    from harness.report import console_failure, console_line
     from harness.report.progress import Progress
 
-    impl = load_implementation(args.impl)
-    baseline = None if args.baseline == "none" else load_implementation(args.baseline)
-    report_dir = Path(args.report_dir) / (args.run_name or default_run_name())
-    log = ResultLog(report_dir, fresh=True)
     statuses: Counter = Counter()
     skips: Counter = Counter()
-    with Progress(len(cases)) as progress:
-        for result in _results(args, cases, impl, baseline, device):
+    failed: list = []
+    with Progress(total) as progress:
+        for result in results:
             log.append(result)
             progress.advance(result.case.id)
             progress.write(console_line(result))
@@ -223,56 +266,54 @@ def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
             if result.status == "skipped":
                 skips[result.reason] += 1
             if result.failed:
+                failed.append(result)
                 progress.write(console_failure(result))
                 if args.exitfirst:
                     break
-    meta = {
-        "impl": impl.spec,
-        "baseline": baseline and baseline.spec,
-        "device": device,
-        "cuda_graph": args.cuda_graph,
-    }
-    if args.shard:
-        meta["shard"] = str(args.shard)
+    return statuses, skips, failed
+
+
+class _Interrupted(Exception):
+    """SIGTERM, turned into an exception so the run's reports get written."""
+
+
+@contextlib.contextmanager
+def _partial_on_signal(report_dir: Path, meta: dict) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, write the reports from what ran, marked partial,
+    and exit 130 / 143; the workers end with this process."""
+    from harness.report import write_summaries
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        raise _Interrupted
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except (KeyboardInterrupt, _Interrupted) as exc:
+        write_summaries(report_dir, meta, partial=True)
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+        print(f"interrupted: partial reports in {report_dir}", file=sys.stderr)
+        raise SystemExit(code) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish(report_dir, meta, statuses, skips, failed, write_summaries) -> int:
+    from harness.report import failure_list
+
     c = write_summaries(report_dir, meta)["counts"]
-    failed = c["failed"] + c["crashed"]
-    print(f"{c['passed']} passed, {failed} failed, {c['skipped']} skipped (report: {report_dir})")
+    n_failed = c["failed"] + c["crashed"]
     if failed:
+        print(failure_list(failed))
+    print(f"{c['passed']} passed, {n_failed} failed, {c['skipped']} skipped (report: {report_dir})")
+    if n_failed:
         return EXIT_FAIL
     if not c["passed"]:
         print(f"error: {_nothing_tested(statuses, skips)}", file=sys.stderr)
         return EXIT_NO_TESTS
     return EXIT_OK
-
-
-def _results(args, cases, impl, baseline, device) -> Iterator[Any]:
-    """Results: in-process, crash-isolated (one worker per GPU), or under memcheck."""
-    if args.sanitize:
-        from harness.run.memcheck import run_sanitized
-
-        return (run_sanitized(spec, impl.spec, args.timeout) for spec in cases)
-    isolate = args.isolate if args.isolate is not None else device.startswith("cuda")
-    if not isolate:
-        from harness.run.runner import run_case
-
-        return (run_case(spec, impl, baseline, device, args.cuda_graph) for spec in cases)
-    from harness.run.isolate import run_isolated
-
-    base = baseline and baseline.spec
-    devices = _devices(device, args.jobs)
-    return run_isolated(cases, impl.spec, base, devices, args.timeout, args.cuda_graph)
-
-
-def _devices(device: str, jobs: int | None) -> list[str]:
-    """One worker per visible GPU by default; ``--jobs`` overrides the count."""
-    if not device.startswith("cuda"):
-        return [device] * max(1, jobs or 1)
-    if ":" in device:
-        return [device]
-    import torch
-
-    count = max(1, torch.cuda.device_count())
-    return [f"cuda:{i % count}" for i in range(jobs or count)]
 
 
 # --------------------------------------------------------------------------
@@ -386,14 +427,16 @@ def _add_run(sub) -> None:
         "--isolate",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run cases in a worker process that may crash (default: on CUDA)",
+        help="run cases in crash-isolated workers with one BLAS thread each, as on CUDA "
+        "(default: a worker process restarted when it dies; --no-isolate runs in this "
+        "process)",
     )
     run.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
-        default=float(os.environ.get("GDN_CASE_TIMEOUT", "600")),
-        help="per-case limit with --isolate or --sanitize (default: $GDN_CASE_TIMEOUT or 600)",
+        help="per-case limit in a worker process (default: $GDN_CASE_TIMEOUT or 600; "
+        "refused with --no-isolate, where a hung case cannot be stopped)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -51,19 +51,23 @@ def pytest_configure(config: pytest.Config) -> None:
     report_dir = config.getoption("report_dir")
     if report_dir and hasattr(config, "workerinput"):
         config._gdn_report_dir = config.workerinput["gdn_report_dir"]  # type: ignore[attr-defined]
-    elif report_dir:
-        name = config.getoption("run_name")
-        if not name:
-            from harness.report import default_run_name
+    elif report_dir:  # the controller starts the run folder; workers append to it
+        from harness.report import run_dir, start_run
 
-            name = default_run_name()
-        config._gdn_report_dir = str(Path(report_dir) / name)  # type: ignore[attr-defined]
+        try:
+            folder = run_dir(report_dir, config.getoption("run_name"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--run-name: {exc}") from None
+        start_run(folder)
+        config._gdn_report_dir = str(folder)  # type: ignore[attr-defined]
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:  # pytest-xdist hook: share the run folder
     node.workerinput["gdn_report_dir"] = getattr(node.config, "_gdn_report_dir", None)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` on a GPU machine: one worker per visible GPU (asked only
     in a session that collects gdn-harness cases, to keep torch out of others)."""
@@ -139,7 +143,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         meta = {"impl": opt("impl"), "baseline": opt("baseline")}
         if opt("shard"):
             meta["shard"] = str(opt("shard"))
-        write_summaries(run_dir, meta)
+        ended_early = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
+        write_summaries(run_dir, meta, partial=ended_early)
     if exitstatus == pytest.ExitCode.OK and _nothing_tested(session):
         session.exitstatus = EXIT_NO_TESTS
 
@@ -237,9 +242,9 @@ class CaseItem(pytest.Item):
         from harness.run.runner import run_case
 
         opt = self.config.getoption
-        impl = _implementation(opt("impl"))
+        impl = _implementation(opt("impl")).with_options(opt("pad"), opt("pad_output"))
         baseline = None if opt("baseline") == "none" else _implementation(opt("baseline"))
-        result = run_case(self.spec, impl, baseline)
+        result = run_case(self.spec, impl, baseline, check_device=opt("check_device"))
         run_dir = getattr(self.config, "_gdn_report_dir", None)
         if run_dir:
             ResultLog(run_dir).append(result)

@@ -63,3 +63,90 @@ def test_rendered_padding_uses_both_spellings():
     assert cv.render_indices([-1, 2], cv.DEFAULT) == [-1, 2]
     with pytest.raises(ValueError, match="null block"):
         cv.render_indices([0, 1], c)
+
+
+# --- end to end: the runner honours each implementation's conventions ----------
+
+from factories import spec  # noqa: E402
+
+from harness.impls.registry import load_implementation  # noqa: E402
+from harness.run.runner import run_case  # noqa: E402
+
+PLANTED = "tests.planted.conventions"
+# slot 0 live in the case as written, padding rows, two steps
+SLOT0 = spec(B=6, pool=8, steps=2, slots={"padding": "alternate", "slot0_live": True})
+
+
+def _run(name: str, case=SLOT0, baseline: str | None = "baseline", **options):
+    impl = load_implementation(f"{PLANTED}:{name}").with_options(**options)
+    base = load_implementation(baseline) if baseline else None
+    return run_case(case, impl, base, "cpu", check_device="cpu")
+
+
+def _checks(result) -> set[str]:
+    return {v.check for v in result.violations}
+
+
+@pytest.mark.parametrize("name", ["null_slot", "unwritten"])
+def test_correct_implementations_pass_against_the_negative_baseline(name):
+    result = _run(name)
+    assert result.status == "passed", [str(v) for v in result.violations]
+    assert result.conventions["pad"] == "nonpositive"
+
+
+def test_a_null_slot_kernel_that_writes_slot0_is_caught():
+    result = _run("null_slot_writes_slot0")
+    assert result.status == "failed"
+    assert {"untouched-slots", "padding"} <= _checks(result)
+    assert any(
+        "slots 0" in v.message or "[0" in v.message
+        for v in result.violations
+        if v.check == "untouched-slots"
+    )
+
+
+def test_a_null_slot_kernel_that_reads_slot0_into_padding_output_is_caught():
+    result = _run("null_slot_reads_slot0")
+    assert result.status == "failed"
+    assert "padding" in _checks(result) and "untouched-slots" not in _checks(result)
+
+
+def test_an_unwritten_kernel_that_scribbles_on_padding_rows_is_caught():
+    result = _run("unwritten_scribbles")
+    assert result.status == "failed"
+    messages = [v.message for v in result.violations if v.check == "padding"]
+    assert messages and "written (declared pad_output: unwritten)" in messages[0]
+
+
+def test_without_the_declaration_the_null_slot_kernel_fails():
+    """The same correct kernel, told it pads with -1: slot 0 is then a live
+    slot it skips, which the harness must see."""
+    result = _run("null_slot", pad="negative")
+    assert result.status == "failed"
+
+
+def test_the_command_line_option_declares_for_a_plain_callable():
+    plain = "tests.planted.bugs:correct"
+    declared = load_implementation(plain).with_options("nonpositive", None)
+    result = run_case(SLOT0, declared, None, "cpu", check_device="cpu")
+    assert result.status == "failed"  # a -1 kernel given 0 for padding writes slot 0
+    assert "untouched-slots" in _checks(result)
+
+
+def test_no_live_row_gets_the_null_slot_and_the_pool_grows_only_when_needed():
+    from harness.inputs import for_null_slot, slot_indices
+
+    planned = for_null_slot(SLOT0)
+    live = [i for i in slot_indices(planned) if i >= 0]
+    assert 0 not in live and planned.pool == SLOT0.pool + 1
+    assert len(live) == len([i for i in slot_indices(SLOT0) if i >= 0])
+    plain = spec(B=4, pool=8, slots={"order": "reverse"})
+    assert for_null_slot(plain).pool == plain.pool
+
+
+def test_rerun_commands_and_results_carry_the_conventions():
+    result = _run("null_slot", baseline=None, pad_output="zero")
+    assert "--pad nonpositive" in result.rerun_command()
+    assert result.to_dict()["conventions"] == {"pad": "nonpositive", "pad_output": "zero"}
+    default = run_case(SLOT0, load_implementation("oracle"), None, "cpu", check_device="cpu")
+    assert "conventions" not in default.to_dict() and "--pad" not in default.rerun_command()

@@ -74,7 +74,7 @@ class Implementation:
         check = getattr(self.fn, "unsupported", None)
         return check(case) if check is not None else None
 
-    def with_options(self, pad: str | None, pad_output: str | None) -> Implementation:
+    def with_options(self, pad: str | None = None, pad_output: str | None = None) -> Implementation:
         """This implementation under the command line's ``--pad`` / ``--pad-output``."""
         return replace(self, conventions=with_options(self.conventions, pad, pad_output))
 

@@ -92,7 +92,9 @@ def _worker(
         torch.cuda.set_device(device)  # Triton launches on the current device
 
     try:
-        impl = load_implementation(impl_spec)
+        # --pad / --pad-output reach a worker through its environment (harness.cli)
+        pad = os.environ.get("GDN_PAD"), os.environ.get("GDN_PAD_OUTPUT")
+        impl = load_implementation(impl_spec).with_options(*pad)
         baseline = load_implementation(baseline_spec) if baseline_spec else None
     except Exception as exc:
         conn.send(f"could not load the implementations: {type(exc).__name__}: {exc}")

@@ -47,6 +47,9 @@ class CaseResult:
     # how the run ran the case, as command-line flags its rerun must repeat
     # (``--isolate --timeout 60``, ``--cuda-graph``); set by ``run_cases``
     rerun_flags: tuple[str, ...] = ()
+    # the implementation's padding conventions, when not the default ones
+    # (docs/design.md section 3): {"pad": ..., "pad_output": ...}
+    conventions: dict[str, str] | None = None
 
     @property
     def failed(self) -> bool:
@@ -56,6 +59,8 @@ class CaseResult:
         """A one-line command that reruns exactly this case."""
         cmd = ["gdn-harness", "run", self.case.id, "--impl", self.impl]
         cmd += ["--baseline", self.baseline or "none", *self.rerun_flags]
+        for key, value in (self.conventions or {}).items():
+            cmd += [f"--{key.replace('_', '-')}", value]
         return " ".join(shlex.quote(c) for c in cmd)
 
     def to_dict(self) -> dict:
@@ -85,4 +90,5 @@ class CaseResult:
             "stats": [s.to_dict() for s in self.stats],
             "drift": [d.to_dict() for d in self.drift],
             "rerun": self.rerun_command(),
+            **({"conventions": self.conventions} if self.conventions else {}),
         }

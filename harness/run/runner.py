@@ -21,9 +21,11 @@ import torch
 
 from harness import inputs as inp_mod
 from harness.check.compare import DriftStats, ErrorStats, rel_rms, saturate_overflow
+from harness.check.device import resolve_check_device
 from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into
 from harness.check.tolerance import ElementTol, resolve
+from harness.core.conventions import UNWRITTEN, plan_slots, render_indices
 from harness.core.dtypes import DTYPES
 from harness.core.host import to_f64 as _f64
 from harness.core.host import to_host
@@ -84,13 +86,18 @@ class _CaseRun:
     """The state of one running case; each method does one check."""
 
     def __init__(self, spec: CaseSpec, impl, baseline, device: str, result, graph: bool):
+        roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
+        self.null_slot = any(i.conventions.null_slot for _, i in roles)
+        self.case = spec  # as written; ``spec`` below is what runs
+        if self.null_slot:
+            spec = inp_mod.for_null_slot(spec, grow=graph)
         self.spec, self.device, self.result, self.graph = spec, device, result, graph
+        self.check_device = "cpu"
         self.tol_out = resolve(spec.tol_out, spec.act_dtype, spec.K)
         self.tol_state = resolve(spec.tol_state, spec.state_dtype, spec.K)
         self.base = inp_mod.build_inputs(spec, device)
-        self._use_indices(inp_mod.slot_indices(spec))
-        roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
         self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
+        self._use_indices(inp_mod.slot_indices(spec))
         self.steps = max(spec.steps, GRAPH_REPLAYS) if graph else spec.steps
         self.exact: np.ndarray | None = None
         state_bytes = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V * 8
@@ -104,6 +111,10 @@ class _CaseRun:
         self.pad_rows = np.flatnonzero(idx < 0)
         self.live_slots_t = torch.as_tensor(self.live_slots, device=self.device)
         self.indices = idx
+        for part in self.parts:  # each spells padding its own way
+            spelled = render_indices(indices, part.impl.conventions)
+            new = torch.as_tensor(spelled, device=self.device)
+            part.inputs.state_indices.copy_(new.to(part.inputs.state_indices.dtype))
 
     def _replay_pattern(self, step: int) -> None:
         """CUDA-graph mode: a new padding pattern, written into the captured index buffer.
@@ -111,7 +122,7 @@ class _CaseRun:
         Patterns that need more distinct slots than the pool has are passed over
         (``all`` always fits).
         """
-        spec = self.spec
+        spec = self.case
         for i in range(len(GRAPH_PATTERNS)):
             pattern = GRAPH_PATTERNS[(step - 1 + i) % len(GRAPH_PATTERNS)]
             slots = dataclasses.replace(
@@ -128,10 +139,10 @@ class _CaseRun:
             except ValueError:
                 continue
             break
+        indices, _ = plan_slots(indices, spec.pool, self.null_slot)
         self._use_indices(indices)
         new = torch.as_tensor(self.indices, device=self.device)
-        for inputs in [self.base] + [p.inputs for p in self.parts]:
-            inputs.state_indices.copy_(new.to(inputs.state_indices.dtype))
+        self.base.state_indices.copy_(new.to(self.base.state_indices.dtype))
 
     # --- helpers ---------------------------------------------------------------
     def _oriented(self, slots: torch.Tensor) -> torch.Tensor:
@@ -211,9 +222,11 @@ class _CaseRun:
             twin = p.inputs.clone() if step == 0 else None
             p.inputs.poison_out()
             snap = p.inputs.snapshot()
+            pad_before = self._pad_rows_of(p.inputs.out).clone()
             if not self._call(p, p.inputs, step):
                 continue
             self._check_side_effects(p, step, snap)
+            self._check_padding(p, step, pad_before)
             if twin is not None:
                 self._check_determinism(p, twin, step)
         alive = [p for p in self.parts if p.alive]
@@ -227,17 +240,6 @@ class _CaseRun:
             self._violate("inputs", who, step, msg)
         for msg in inputs.guard_violations():
             self._violate("guards", who, step, msg)
-        if self.pad_rows.size:
-            pad = inputs.out[torch.as_tensor(self.pad_rows, device=self.device)]
-            bad = (pad != 0).reshape(pad.shape[0], -1).any(dim=1).cpu().numpy()
-            if bad.any():
-                rows = self.pad_rows[bad][:8].tolist()
-                self._violate(
-                    "padding",
-                    who,
-                    step,
-                    f"{int(bad.sum())} padding rows not exactly zero (rows {rows})",
-                )
         changed = self._changed_untouched_slots(inputs.state, p.pool_before)
         p.pool_before = None
         if changed.size:
@@ -247,6 +249,26 @@ class _CaseRun:
                 step,
                 f"{changed.size} slots that no live row "
                 f"names changed (slots {changed[:8].tolist()})",
+            )
+
+    def _pad_rows_of(self, out: torch.Tensor) -> torch.Tensor:
+        return out[torch.as_tensor(self.pad_rows, device=self.device, dtype=torch.long)]
+
+    def _check_padding(self, p: _Participant, step: int, before: torch.Tensor) -> None:
+        """Padding rows of ``out``: exact zeros, or (``pad_output: unwritten``)
+        exactly what they held before the call."""
+        if not self.pad_rows.size:
+            return
+        pad = self._pad_rows_of(p.inputs.out)
+        if p.impl.conventions.pad_output == UNWRITTEN:
+            bad, what = _bits(pad) != _bits(before), "written (declared pad_output: unwritten)"
+        else:
+            bad, what = pad != 0, "not exactly zero"
+        bad = bad.reshape(pad.shape[0], -1).any(dim=1).cpu().numpy()
+        if bad.any():
+            rows = self.pad_rows[bad][:8].tolist()
+            self._violate(
+                "padding", p.impl.spec, step, f"{int(bad.sum())} padding rows {what} (rows {rows})"
             )
 
     def _changed_untouched_slots(self, state: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
@@ -299,6 +321,7 @@ class _CaseRun:
                 len(group),
                 shape,
                 lambda chunk, new_array, g=group: self._block(g, acts, chunk, new_array),
+                device=self.check_device,
             )
             merge_into(totals, parts)
             own = {f"{p.impl.spec} vs oracle": p.impl.spec for p in group}
@@ -454,8 +477,13 @@ def run_case(
     baseline: Implementation | None = None,
     device: str | None = None,
     graph: bool = False,
+    check_device: str | None = None,
 ) -> CaseResult:
     """Run one case and return its result; never raises for a failing kernel.
+
+    ``check_device`` is where the oracle and the per-element check run
+    (``cpu``, ``cuda`` or ``auto``; None: ``GDN_CHECK_DEVICE``, else auto:
+    the run's GPU when CuPy can use it).
 
     With ``graph`` (CUDA only) each implementation is captured once in a CUDA
     graph and replayed for every step, with new activations and a new padding
@@ -467,13 +495,16 @@ def run_case(
     result = CaseResult(
         case=spec, impl=impl.spec, baseline=baseline and baseline.spec, device=device
     )
+    if not impl.conventions.is_default:
+        result.conventions = impl.conventions.as_dict()
     start = time.perf_counter()
     try:
         reason = _skip_reason(spec, impl, device, graph)
         if reason:
             result.status, result.reason = SKIPPED, reason
             return result
-        _run_body(spec, impl, baseline, device, graph, result)
+        checker = resolve_check_device(check_device, device)
+        _run_body(spec, impl, baseline, (device, checker), graph, result)
     except IMPL_ERRORS as exc:
         result.status = CRASHED
         result.reason = f"harness error: {type(exc).__name__}: {exc}"
@@ -485,13 +516,16 @@ def run_case(
     return result
 
 
-def _run_body(spec: CaseSpec, impl, baseline, device: str, graph: bool, result) -> None:
-    """An error case's rejections, or every step of a case until all have crashed."""
+def _run_body(spec: CaseSpec, impl, baseline, devices, graph: bool, result) -> None:
+    """An error case's rejections, or every step of a case until all have crashed.
+    ``devices``: where the kernels run and where the check runs."""
+    device, check_device = devices
     if spec.expect is not None:
         parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
         _expect_error(spec, parts, device, result)
         return
     run = _CaseRun(spec, impl, baseline, device, result, graph)
+    run.check_device = check_device
     for step in range(run.steps):
         run.run_step(step)
         if not any(p.alive for p in run.parts):
