@@ -150,3 +150,28 @@ def test_rerun_commands_and_results_carry_the_conventions():
     assert result.to_dict()["conventions"] == {"pad": "nonpositive", "pad_output": "zero"}
     default = run_case(SLOT0, load_implementation("oracle"), None, "cpu", check_device="cpu")
     assert "conventions" not in default.to_dict() and "--pad" not in default.rerun_command()
+
+
+def test_the_fuzzer_draws_under_the_conventions(tmp_path):
+    """Correct null-slot kernel: no false alarm over drawn cases; the slot-0
+    writer: found, shrunk, saved, and its rerun command carries --pad."""
+    import io
+
+    from harness.fuzz import command as fuzz_mod
+
+    def opts(name: str, **kw):
+        return fuzz_mod.FuzzOptions(
+            impl=f"{PLANTED}:{name}", baseline=None, seed=3, save_dir=tmp_path, **kw
+        )
+
+    clean = fuzz_mod.fuzz(opts("null_slot", max_examples=12), stream=io.StringIO())
+    assert not clean.failed and clean.examples >= 12
+    plain = "tests.planted.bugs:correct"
+    found = fuzz_mod.fuzz(
+        fuzz_mod.FuzzOptions(
+            impl=plain, baseline=None, seed=3, save_dir=tmp_path, pad="nonpositive"
+        ),
+        stream=io.StringIO(),
+    )
+    assert found.failed and found.saved is not None
+    assert "--pad nonpositive" in found.saved.read_text(encoding="utf-8")

@@ -66,6 +66,8 @@ class FuzzOptions:
 
     impl: str
     baseline: str | None = "baseline"
+    pad: str | None = None  # --pad / --pad-output: the conventions of a plain callable
+    pad_output: str | None = None
     max_examples: int | None = None  # None: the profile's
     budget: float | None = None  # seconds of generation; None: the profile's
     shrink_budget: float = DEFAULT_SHRINK_BUDGET
@@ -323,7 +325,8 @@ class Fuzzer:
     def rerun_command(self, path: Path) -> str:
         base = self.baseline.spec if self.baseline else "none"
         cmd = ["gdn-harness", "run", case_mod.display_path(path), "--impl", self.impl.spec]
-        return " ".join(shlex.quote(c) for c in [*cmd, "--baseline", base])
+        cmd += ["--baseline", base, *self.impl.conventions.as_options()]
+        return " ".join(shlex.quote(c) for c in cmd)
 
     def _header(self, result: CaseResult, path: Path) -> str:
         r = self.report
@@ -376,7 +379,7 @@ class Fuzzer:
 
 def fuzz(opts: FuzzOptions, stream: TextIO | None = None) -> FuzzReport:
     """Run one fuzz session (ImplError for an unknown implementation)."""
-    impl = load_implementation(opts.impl)
+    impl = load_implementation(opts.impl).with_options(opts.pad, opts.pad_output)
     baseline = None if opts.baseline in (None, "none") else load_implementation(opts.baseline)
     return Fuzzer(opts, impl, baseline, stream).run()
 
@@ -389,6 +392,8 @@ def _options(args: argparse.Namespace) -> FuzzOptions:
     return FuzzOptions(
         impl=args.impl,
         baseline=args.baseline,
+        pad=args.pad,
+        pad_output=args.pad_output,
         max_examples=args.max_examples,
         budget=args.budget,
         shrink_budget=args.shrink_budget,
@@ -443,7 +448,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        impl = load_implementation(opts.impl)
+        impl = load_implementation(opts.impl).with_options(opts.pad, opts.pad_output)
         baseline = None if opts.baseline == "none" else load_implementation(opts.baseline)
     except ImplError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -467,7 +472,7 @@ def register(subparsers) -> None:
             "nothing fails, 2 on bad usage. One line per example goes to stderr."
         ),
     )
-    options.add_to_argparse(p, "impl", "baseline")
+    options.add_to_argparse(p, "impl", "baseline", "pad", "pad_output")
     p.add_argument("--max-examples", type=int, help="examples to draw (default: the profile's)")
     p.add_argument("--budget", type=float, help="seconds after which no new example is drawn")
     p.add_argument(
