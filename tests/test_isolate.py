@@ -154,3 +154,21 @@ threading.Event().wait()
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(worker)
+
+
+def test_a_worker_loads_an_implementation_as_the_parent_holds_it():
+    """The spec travels, and so do conventions the command line gave it."""
+    import dataclasses
+    import pickle
+
+    from harness.core.conventions import Conventions
+    from harness.impls.registry import load_implementation
+    from harness.run.isolate import load_portable, portable
+
+    held = load_implementation("oracle")
+    held = dataclasses.replace(held, conventions=Conventions(pad="nonpositive"))
+    again = load_portable(pickle.loads(pickle.dumps(portable(held))))
+    assert again.spec == "oracle" and again.conventions == held.conventions
+    declared = load_implementation("oracle").conventions
+    assert load_portable(portable("oracle")).conventions == declared
+    assert portable(None) is None and load_portable(None) is None

@@ -12,6 +12,7 @@ worker's stack at that moment), the worker is replaced, and the run goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import multiprocessing as mp
 import os
@@ -22,10 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing import util
+from typing import TYPE_CHECKING, Any
 
 from harness.check.pool import spawn_env
 from harness.core.spec import CaseSpec
 from harness.run.result import CRASHED, CaseResult, Violation
+
+if TYPE_CHECKING:
+    from harness.impls.registry import Implementation
 
 # NumPy's BLAS threads cost more than they give on a step's small arrays (a
 # 200-step B = 4 case: 25 s with two threads, 15 s with one; 55 s and 27 s next
@@ -38,6 +43,9 @@ STACK_WAIT_S = 1.0  # how long a hung worker is given to write its stack
 START_TIMEOUT_S = 300.0
 
 OnStart = Callable[[CaseSpec], None]
+# What a worker needs to load an implementation as the parent holds it: its
+# spec, and the conventions the parent gave it (None: those it declares)
+Portable = tuple[str, Any]
 
 _stack_file = None  # the worker's open stack file: faulthandler writes to it
 
@@ -68,10 +76,27 @@ def _exit_with_parent() -> None:
     threading.Thread(target=_parent_watch, daemon=True).start()
 
 
+def portable(impl: str | Implementation | None) -> Portable | None:
+    """``impl`` as a worker can load it again."""
+    if impl is None or isinstance(impl, str):
+        return None if impl is None else (impl, None)
+    return (impl.spec, getattr(impl, "conventions", None))
+
+
+def load_portable(impl: Portable | None) -> Implementation | None:
+    """In the worker: the implementation the parent held, conventions included."""
+    from harness.impls.registry import load_implementation
+
+    if impl is None:
+        return None
+    loaded = load_implementation(impl[0])
+    return loaded if impl[1] is None else dataclasses.replace(loaded, conventions=impl[1])
+
+
 def _worker(
     conn,
-    impl_spec: str,
-    baseline_spec: str | None,
+    impl_spec: Portable,
+    baseline_spec: Portable | None,
     device: str,
     graph: bool,
     check_workers: int | None = None,
@@ -83,7 +108,6 @@ def _worker(
         os.environ["GDN_CHECK_WORKERS"] = str(check_workers)
 
     from harness.check.pool import close_shared_pool
-    from harness.impls.registry import load_implementation
     from harness.run.runner import run_case
 
     if device.startswith("cuda"):
@@ -92,10 +116,8 @@ def _worker(
         torch.cuda.set_device(device)  # Triton launches on the current device
 
     try:
-        # --pad / --pad-output reach a worker through its environment (harness.cli)
-        pad = os.environ.get("GDN_PAD"), os.environ.get("GDN_PAD_OUTPUT")
-        impl = load_implementation(impl_spec).with_options(*pad)
-        baseline = load_implementation(baseline_spec) if baseline_spec else None
+        impl = load_portable(impl_spec)
+        baseline = load_portable(baseline_spec)
     except Exception as exc:
         conn.send(f"could not load the implementations: {type(exc).__name__}: {exc}")
         return
@@ -140,21 +162,24 @@ def death_reason(exitcode: int | None) -> str:
 class IsolatedRunner:
     """Runs cases in a replaceable worker process with a per-case timeout.
 
-    ``env`` is set for the worker only (a variable the user set keeps its
-    value); the default gives its BLAS one thread.
+    ``impl`` and ``baseline`` are specs or loaded implementations (the worker
+    loads them again by spec, with the conventions they carry). ``env`` is
+    set for the worker only (a variable the user set keeps its value); the
+    default gives its BLAS one thread.
     """
 
     def __init__(
         self,
-        impl: str,
-        baseline: str | None,
+        impl: str | Implementation,
+        baseline: str | Implementation | None,
         device: str,
         timeout_s: float,
         graph: bool = False,
         check_workers: int | None = None,
         env: Mapping[str, str] = CASE_WORKER_ENV,
     ):
-        self.args = (impl, baseline, device, graph)
+        self.args = (portable(impl), portable(baseline), device, graph)
+        self.names = tuple(None if p is None else p[0] for p in self.args[:2])
         self.check_workers = check_workers
         self.timeout_s = timeout_s
         self.env = dict(env)
@@ -255,7 +280,8 @@ class IsolatedRunner:
         return "\n".join("\n\n".join(keep).splitlines()[:STACK_LINES]).strip()
 
     def _crash(self, spec: CaseSpec, why: str, elapsed: float, stack: str = "") -> CaseResult:
-        impl, baseline, device, _ = self.args
+        impl, baseline = self.names
+        device = self.args[2]
         result = CaseResult(spec, impl, baseline, status=CRASHED, reason=why, device=device)
         result.duration_s = elapsed
         msg = f"{why}; the case was isolated and the run went on"
@@ -276,8 +302,8 @@ class IsolatedRunner:
 
 def run_isolated(
     cases: list[CaseSpec],
-    impl: str,
-    baseline: str | None,
+    impl: str | Implementation,
+    baseline: str | Implementation | None,
     devices: list[str],
     timeout_s: float,
     graph: bool = False,

@@ -113,7 +113,8 @@ def run_cases(
     implementation costs its own case only (see the module's modes).
 
     ``impl`` and ``baseline`` are implementation specs (or loaded
-    implementations; a worker loads them again by their spec). ``timeout``
+    implementations; a worker loads them again by spec, with the conventions
+    they carry). ``timeout``
     is per case, in seconds (``None``: ``GDN_CASE_TIMEOUT`` or 600 in a
     worker, none in this process); ``jobs`` workers share the cases
     (results then come as they end); ``graph`` replays CUDA graphs;
@@ -147,8 +148,8 @@ def _results(specs, impl, baseline, device: str, mode: RunMode, on_start) -> Ite
     else:
         yield from run_isolated(
             list(specs),
-            _spec_of(impl),
-            _spec_of(baseline),
+            impl,
+            baseline,
             worker_devices(device, mode.jobs),
             mode.case_timeout,
             mode.graph,
