@@ -240,13 +240,9 @@ def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
 
 
 def _export_worker_options(args: argparse.Namespace) -> None:
-    """Options a worker process must see (it loads implementations again by name)."""
-    for name, value in (
-        ("GDN_PAD", args.pad), ("GDN_PAD_OUTPUT", args.pad_output),
-        ("GDN_CHECK_DEVICE", args.check_device),
-    ):  # fmt: skip
-        if value is not None:
-            os.environ[name] = value
+    """--check-device reaches the case workers through their environment."""
+    if args.check_device is not None:
+        os.environ["GDN_CHECK_DEVICE"] = args.check_device
 
 
 def _consume(args, results, log, total: int):
