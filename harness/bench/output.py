@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.config import SLOT_ORDERS
-from harness.bench.rows import CopyBandwidth, HarnessCost, MainRow, RecurrentRow, Report
-from harness.bench.targets import target_cell, target_summary
+from harness.bench.rows import (
+    CopyBandwidth,
+    HarnessCost,
+    MainRow,
+    PeerVerdict,
+    RecurrentRow,
+    Report,
+)
+from harness.bench.targets import peer_verdicts, target_cell, target_summary
 
 MAIN_COLUMNS = (
     "shape",
@@ -27,6 +34,7 @@ MAIN_COLUMNS = (
     "%copy",
     "check",
     "targets",
+    "note",
 )
 RECURRENT_COLUMNS = (
     "shape",
@@ -39,12 +47,20 @@ RECURRENT_COLUMNS = (
     "agree",
     "target",
 )
-LEFT_ALIGNED = {"shape", "layout", "impl", "check", "targets", "agree", "target"}
+LEFT_ALIGNED = {"shape", "layout", "impl", "check", "targets", "agree", "target", "note"}
+OURS = ("packed", "baseline")  # every other implementation of a run is a peer
 
 
 def fmt(x: Any, spec: str = ".2f") -> str:
     """A measured number for a table cell; '-' where it was not measured."""
     return "-" if x is None else format(x, spec)
+
+
+def row_note(r: MainRow) -> str:
+    """Why a row has no time: ``skipped: <reason>``, the failed check, the error."""
+    if r.status == "ok":
+        return ""
+    return f"{r.status}: {r.detail}" if r.detail else r.status
 
 
 def main_table_rows(rows: Sequence[MainRow]) -> list[list[str]]:
@@ -65,9 +81,62 @@ def main_table_rows(rows: Sequence[MainRow]) -> list[list[str]]:
                 fmt(r.pct_copy, ".1f"),
                 check,
                 target_cell(r.targets),
+                row_note(r),
             ]
         )
     return out
+
+
+def peer_names(rows: Sequence[MainRow]) -> list[str]:
+    """The run's implementations beyond packed and baseline, in the order given."""
+    return [impl for impl in dict.fromkeys(r.impl for r in rows) if impl not in OURS]
+
+
+def peer_columns(peers: Sequence[str]) -> list[str]:
+    return ["shape", "layout", "B", "packed_us", *(f"{p}_us" for p in peers),
+            *(f"packed/{p}" for p in peers)]  # fmt: skip
+
+
+def peer_table_rows(rows: Sequence[MainRow], peers: Sequence[str]) -> list[list[str]]:
+    """One line per case: packed's time, each peer's time (or why it has none),
+    and packed's time over each peer's (below 1: packed is faster)."""
+    cases: dict[tuple, dict[str, MainRow]] = {}
+    for r in rows:
+        cases.setdefault((r.shape, r.layout, r.B), {})[r.impl] = r
+    out = []
+    for (shape, layout, B), by_impl in cases.items():
+        packed = by_impl.get("packed")
+        mine = packed.time_us if packed else None
+        times, ratios = [], []
+        for p in peers:
+            r = by_impl.get(p)
+            if r is None or r.time_us is None:
+                times.append("-" if r is None else _untimed(r))
+                ratios.append("-")
+                continue
+            times.append(fmt(r.time_us))
+            ratios.append("-" if mine is None else fmt(mine / r.time_us, ".3f"))
+        out.append([shape, layout, str(B), fmt(mine), *times, *ratios])
+    return out
+
+
+def _untimed(r: MainRow) -> str:
+    return "FAIL" if r.status == "check-failed" else r.status.upper()
+
+
+def peer_verdict_line(v: PeerVerdict) -> str:
+    """The whole-grid claim against one peer: met, missed, or not covered by the run."""
+    worst = ""
+    if v.worst_ratio is not None:
+        worst = f"; slowest packed/{v.peer} {v.worst_ratio:.3f} at {v.worst_case}"
+    if v.met:
+        return f"MET {v.claim}: {v.compared} of {v.grid} cases{worst}"
+    if v.met is False:
+        return f"MISSED {v.claim}: {len(v.missed)} of {v.compared} cases missed{worst}"
+    return (
+        f"NOT EVALUATED {v.claim}: the run has {v.compared} of its {v.grid} cases "
+        f"(none of them missed){worst}"
+    )
 
 
 def recurrent_table_rows(rows: Sequence[RecurrentRow]) -> list[list[str]]:
@@ -113,7 +182,8 @@ def text_table(columns: Sequence[str], rows: list[list[str]]) -> str:
 def md_table(columns: Sequence[str], rows: list[list[str]]) -> str:
     head = "| " + " | ".join(columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    return "\n".join([head, sep, *("| " + " | ".join(r) + " |" for r in rows)])
+    body = ("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)
+    return "\n".join([head, sep, *body])
 
 
 def harness_cost_lines(cost: HarnessCost) -> list[str]:
@@ -173,6 +243,11 @@ def render_md(report: Report) -> str:
     order = report.config.get("slot_order", "permuted")
     if order != "permuted":
         lines.append(f"- slot order: {order}: {SLOT_ORDERS[order]}")
+    for impl, conv in (report.config.get("conventions") or {}).items():
+        lines.append(
+            f"- {impl} declares pad={conv['pad']} pad_output={conv['pad_output']}"
+            + ("; no row names slot 0 (its null block)" if conv["pad"] == "nonpositive" else "")
+        )
     lines += [
         "- compare only numbers from one run (one JSON): the floor is this card's copy "
         "bandwidth in this run",
@@ -186,6 +261,17 @@ def render_md(report: Report) -> str:
             md_table(MAIN_COLUMNS, main_table_rows(report.rows)),
             "",
         ]
+        peers = peer_names(report.rows)
+        if peers:
+            lines += [
+                "## Peers: the same cases, side by side",
+                "",
+                "Time per call in us, from the table above; `packed/<peer>` is packed's "
+                "time over the peer's (below 1: packed is faster).",
+                "",
+                md_table(peer_columns(peers), peer_table_rows(report.rows, peers)),
+                "",
+            ]
     rec = report.recurrent
     if rec:
         lines += [
@@ -205,6 +291,7 @@ def render_md(report: Report) -> str:
         ]
     tally = _summary(report)
     lines += ["## Targets", "", f"{tally.passed} of {tally.evaluated} passed.", ""]
+    lines += [f"- {peer_verdict_line(v)}" for v in peer_verdicts(report.rows or [])]
     lines += [f"- MISS {m}" for m in tally.missed]
     return "\n".join(lines) + "\n"
 
@@ -223,6 +310,10 @@ def console_report(report: Report, out_dir: Path) -> str:
         how = "eager wall clock (DRY RUN)" if report.dry else "CUDA-graph replay, median"
         parts.append(f"== decode step: time per call, {how} ==")
         parts.append(text_table(MAIN_COLUMNS, main_table_rows(report.rows)))
+        peers = peer_names(report.rows)
+        if peers:
+            parts.append("== peers: time per call (us); packed/<peer> below 1: packed faster ==")
+            parts.append(text_table(peer_columns(peers), peer_table_rows(report.rows, peers)))
     copy, versions = report.copy_bandwidth, report.versions or {}
     tally = _summary(report)
     footer = [
@@ -232,6 +323,7 @@ def console_report(report: Report, out_dir: Path) -> str:
         + (" | DRY RUN (not a measurement)" if report.dry else ""),
         f"targets: {tally.passed}/{tally.evaluated} passed"
         + (f"; {len(tally.missed)} missed" if tally.missed else ""),
+        *(peer_verdict_line(v) for v in peer_verdicts(report.rows or [])),
         f"checks failed: {report.failed_checks} | report: {out_dir}",
     ]
     return "\n".join([*parts, *footer])

@@ -26,6 +26,7 @@ class TargetResult:
     name: str
     ok: bool
     detail: str
+    value: float | None = None  # the measured ratio, where the target is one (peer targets)
 
 
 @dataclass(kw_only=True)
@@ -58,6 +59,7 @@ class MainRow(CaseRow):
     floor_bytes: int
     floor_breakdown: StepBytes
     impl: str
+    conventions: str | None = None  # Conventions.describe(), where not the default
     status: str = "ok"  # ok, skipped, check-failed, error
     check: str = "skipped"  # PASS, FAIL, skipped, "-"
     detail: str = ""
@@ -159,6 +161,21 @@ class HarnessCost:
 
 
 @dataclass
+class PeerVerdict:
+    """Packed against one outside kernel over the whole grid a peer target is stated for."""
+
+    peer: str
+    claim: str
+    met: bool | None  # None: the run did not cover the grid (and nothing it covered missed)
+    compared: int  # grid cases with a verdict in this run
+    grid: int  # cases of the grid
+    missed: list[str]  # a line per case that missed, with its ratio or why
+    not_run: list[str]  # grid cases this run did not have
+    worst_ratio: float | None = None  # the largest packed / peer time
+    worst_case: str | None = None
+
+
+@dataclass
 class TargetTally:
     """How many targets were evaluated, how many passed, and a line per miss."""
 
@@ -185,6 +202,7 @@ class Report:
     harness_cost: HarnessCost | None = None
     versions: dict[str, Any] | None = None
     targets: TargetTally | None = None
+    peer_targets: list[PeerVerdict] | None = None  # where a run has a peer of PEER_TARGETS
 
 
 def strict_json(x: Any) -> Any:
