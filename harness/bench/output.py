@@ -48,6 +48,7 @@ RECURRENT_COLUMNS = (
     "target",
 )
 LEFT_ALIGNED = {"shape", "layout", "impl", "check", "targets", "agree", "target", "note"}
+LEFT_ALIGNED |= {"check of one step"}
 OURS = ("packed", "baseline")  # every other implementation of a run is a peer
 
 
@@ -186,17 +187,49 @@ def md_table(columns: Sequence[str], rows: list[list[str]]) -> str:
     return "\n".join([head, sep, *body])
 
 
+CHECK_COLUMN = "check of one step"
+
+
+def check_cost_table(cost: HarnessCost) -> tuple[list[str], list[list[str]]] | None:
+    """The check of one step on each check device measured, side by side (None: none)."""
+    cs = cost.checks
+    if not cs:
+        return None
+
+    def how(c) -> str:
+        if c.first_call_seconds is None:
+            workers = f"{c.workers} check worker{'s' if c.workers != 1 else ''}"
+            return f"{workers}, {c.reps} call"
+        return f"median of {c.reps} calls after the first, synchronised"
+
+    def timed(c) -> str:
+        return f"{c.rows_timed} of {c.shape['B']}" + (", scaled" if c.extrapolated else "")
+
+    cells = [
+        ["seconds per step", *(f"{c.seconds_full_batch:.3g}" for c in cs)],
+        ["ns per state element", *(f"{c.ns_per_state_element:.3g}" for c in cs)],
+        ["rows timed", *(timed(c) for c in cs)],
+        ["first call, s (compiles)", *(fmt(c.first_call_seconds, ".3g") for c in cs)],
+        ["how", *(how(c) for c in cs)],
+    ]
+    return [CHECK_COLUMN, *(c.check_device for c in cs)], cells
+
+
 def harness_cost_lines(cost: HarnessCost) -> list[str]:
+    """What the check table measures, the devices without a column and why, and the runner."""
     lines = []
-    o = cost.oracle
-    if o:
-        s = o.shape
-        extra = f" (timed {o.rows_timed} rows, scaled linearly)" if o.extrapolated else ""
+    if cost.checks:
+        s = cost.checks[0].shape
         lines.append(
-            f"check of one step at B={s['B']} H={s['H']} HV={s['HV']} K={s['K']} V={s['V']}: "
-            f"{o.seconds_full_batch:.1f} s{extra}, {o.ns_per_state_element:.2f} ns per "
-            f"state element, {o.workers} check workers"
+            f"check of one step at B={s['B']} H={s['H']} HV={s['HV']} K={s['K']} V={s['V']} "
+            f"per check device: {cost.check_what}"
         )
+        by = {c.check_device: c for c in cost.checks}
+        gpu = next((c for c in cost.checks if c.check_device != "cpu"), None)
+        if "cpu" in by and gpu is not None and gpu.seconds_full_batch > 0:
+            ratio = by["cpu"].seconds_full_batch / gpu.seconds_full_batch
+            lines.append(f"{gpu.check_device} checks the step {ratio:.3g}x as fast as cpu")
+    lines += [f"check on {name}: {why}" for name, why in cost.check_notes.items()]
     r = cost.runner
     if r:
         c = r.case
@@ -205,9 +238,8 @@ def harness_cost_lines(cost: HarnessCost) -> list[str]:
             f"{r.wall_ms:.1f} ms wall, {r.kernel_ms:.3f} ms kernels, "
             f"{r.overhead_ms:.1f} ms overhead ({r.status})"
         )
-    for key in ("oracle_error", "runner_error"):
-        if getattr(cost, key) is not None:
-            lines.append(f"{key.replace('_', ' ')}: {getattr(cost, key)}")
+    if cost.runner_error is not None:
+        lines.append(f"runner error: {cost.runner_error}")
     return lines
 
 
@@ -289,6 +321,9 @@ def render_md(report: Report) -> str:
             *(f"- {x}" for x in harness_cost_lines(report.harness_cost)),
             "",
         ]
+        table = check_cost_table(report.harness_cost)
+        if table:
+            lines += [md_table(*table), ""]
     tally = _summary(report)
     lines += ["## Targets", "", f"{tally.passed} of {tally.evaluated} passed.", ""]
     lines += [f"- {peer_verdict_line(v)}" for v in peer_verdicts(report.rows or [])]
@@ -306,6 +341,9 @@ def console_report(report: Report, out_dir: Path) -> str:
             parts.append(text_table(RECURRENT_COLUMNS, recurrent_table_rows(rec.rows)))
     if report.harness_cost:
         parts += ["== harness cost ==", *harness_cost_lines(report.harness_cost)]
+        table = check_cost_table(report.harness_cost)
+        if table:
+            parts.append(text_table(*table))
     if report.rows:
         how = "eager wall clock (DRY RUN)" if report.dry else "CUDA-graph replay, median"
         parts.append(f"== decode step: time per call, {how} ==")
