@@ -132,12 +132,11 @@ def peer_verdict_line(v: PeerVerdict) -> str:
         worst = f"; slowest packed/{v.peer} {v.worst_ratio:.3f} at {v.worst_case}"
     if v.met:
         return f"MET {v.claim}: {v.compared} of {v.grid} cases{worst}"
+    unrun = f"{len(v.not_run)} of the grid's {v.grid} cases not run"
     if v.met is False:
-        return f"MISSED {v.claim}: {len(v.missed)} of {v.compared} cases missed{worst}"
-    return (
-        f"NOT EVALUATED {v.claim}: the run has {v.compared} of its {v.grid} cases "
-        f"(none of them missed){worst}"
-    )
+        extra = f"; {unrun}" if v.not_run else ""
+        return f"MISSED {v.claim}: at {len(v.missed)} of {v.compared} cases compared{extra}{worst}"
+    return f"NOT EVALUATED {v.claim}: {unrun}; none of the {v.compared} run missed{worst}"
 
 
 def recurrent_table_rows(rows: Sequence[RecurrentRow]) -> list[list[str]]:

@@ -131,7 +131,7 @@ def peer_verdicts(rows: Sequence[MainRow]) -> list[PeerVerdict]:
         missed = [f"{k}: {t.detail[cut:]}" for k, t in judged.items() if not t.ok]
         not_run = [k for k in grid if k not in judged]
         ratios = [(t.value, k) for k, t in judged.items() if t.value is not None]
-        worst = max(ratios, default=(None, None))
+        worst = max(ratios, key=lambda r: r[0], default=(None, None))  # the first of equals
         verdicts.append(
             PeerVerdict(
                 peer=peer,
