@@ -74,7 +74,9 @@ if [ -f "$DIR/bench.md" ]; then
     # The sections about peers and cost, then the targets, last on the screen.
     echo
     awk '/^## /{show = /^## (Peers|The harness|Targets)/} show' "$DIR/bench.md"
+elif [ -f "$DIR/bench.json" ]; then
+    echo "no bench.md: the run did not finish; the rows it measured are in $DIR/bench.json"
 else
-    echo "no bench.md (the run did not finish); partial rows in $DIR/bench.json"
+    echo "no report: the bench stopped before its first case (see its error above)"
 fi
 exit "$rc"
