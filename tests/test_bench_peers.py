@@ -71,6 +71,14 @@ def broken_unsupported(*args, **kw) -> None:
 broken_unsupported.unsupported = _raising_unsupported  # type: ignore[attr-defined]
 
 
+def bad_conventions(*args, **kw) -> None:
+    """A plug-in whose declaration names no convention the harness knows."""
+    oracle_decode(*args, **kw)
+
+
+bad_conventions.conventions = {"pad": "sideways"}  # type: ignore[attr-defined]
+
+
 # --- the input sets and the check, under the peer's conventions ------------------------------
 
 
@@ -178,6 +186,15 @@ def test_peer_in_the_dry_run(tmp_path, monkeypatch, capsys):
     peer_table = text[text.index("== peers: time per call (us)") :]
     kv_line = next(ln for ln in peer_table.splitlines() if ln.startswith("1/2/16/16  kv"))
     assert "SKIPPED" in kv_line and "ERROR" in kv_line
+
+
+def test_malformed_conventions_stop_the_run_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "bench"
+    rc = main(["bench", "--device", "cpu", "--dry", "--out", str(out),
+               "--impl", "test_bench_peers:bad_conventions"])  # fmt: skip
+    assert rc == 2 and not out.exists()
+    assert "pad: must be one of" in capsys.readouterr().err
 
 
 def test_no_null_slot_sets_without_a_null_block_peer(tmp_path):

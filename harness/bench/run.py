@@ -31,7 +31,7 @@ from harness.bench.output import fmt, render_md
 from harness.bench.plot import render_svg
 from harness.bench.recurrent import bench_recurrent_case, new_section
 from harness.bench.rows import MainRow, Report, strict_json
-from harness.bench.table import bench_case, conventions_of, refloor
+from harness.bench.table import bench_case, refloor
 from harness.bench.targets import peer_verdicts, target_summary
 from harness.bench.timing import l2_bytes, release
 from harness.impls.registry import load_implementation
@@ -93,7 +93,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> Report:
         torch.cuda.set_device(device)  # Triton launches on the current device
     specs = list(dict.fromkeys(["packed", "baseline", *cfg.impls]))
     impls = [load_implementation(s) for s in specs]  # a bad spec fails before any work
-    conventions = {i.spec: conventions_of(i) for i in impls}  # malformed ones fail here too
+    conventions = {i.spec: i.conventions for i in impls}  # as each declares them
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -27,17 +27,9 @@ from harness.bench.rows import CaseRow, MainRow
 from harness.bench.targets import evaluate_targets
 from harness.bench.timing import Timing, release, time_calls
 from harness.bench.verify import CaseCheck, prepare_check, run_check
-from harness.core.conventions import Conventions, of_callable
+from harness.core.conventions import Conventions
 from harness.core.dtypes import nbytes
-from harness.impls.registry import Implementation, ImplError
-
-
-def conventions_of(impl: Implementation) -> Conventions:
-    """The padding conventions ``impl`` declares; an ``ImplError`` if they are malformed."""
-    try:
-        return of_callable(impl.fn)
-    except ValueError as exc:
-        raise ImplError(f"implementation {impl.spec!r}: {exc}") from None
+from harness.impls.registry import Implementation
 
 
 def refloor(rows: Sequence[MainRow], copy_GBps: float) -> None:
@@ -76,7 +68,7 @@ def bench_case(
     """Check, then time, every implementation on one case; one row per implementation."""
     act, st = nbytes(cfg.act_dtype), nbytes(cfg.state_dtype)
     floor = step_bytes(B, shape, act, st)
-    conventions = [conventions_of(impl) for impl in impls]
+    conventions = [impl.conventions for impl in impls]
     null_slot = any(c.null_slot for c in conventions)
     sets = case_sets(cfg, shape, layout, B, device, seed=cfg.seed + B,
                      slot_order=cfg.slot_order, null_slot=null_slot)  # fmt: skip
