@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_adapter_standins import standins  # noqa: F401 (the fixture)
 
 from harness.bench import cost, inputsets, output, verify
 from harness.bench.config import DEFAULT_BATCHES, Shape, parse_ints
@@ -205,6 +206,29 @@ def test_no_null_slot_sets_without_a_null_block_peer(tmp_path):
     assert rc == 0 and report["config"]["conventions"] == {}
     assert "slot 0" not in report["method"]["input_sets"]
     assert "## Peers" not in (out / "bench.md").read_text()
+
+
+@pytest.mark.usefixtures("standins")
+def test_vllm_adapter_in_the_bench(tmp_path):
+    """The built-in ``vllm`` adapter over the stand-in vLLM (slot 0 the null block):
+    checked and timed on vk, skipped on kv with the adapter's reason, and the
+    target against it evaluated on a case of its grid."""
+    out = tmp_path / "bench"
+    rc = main(["bench", "--device", "cpu", "--dry", "--shapes", "4/8", "--batches", "1",
+               "--out", str(out), "--impl", "vllm",
+               "--no-recurrent", "--no-harness-cost"])  # fmt: skip
+    report = json.loads((out / "bench.json").read_text())
+    assert report["failed_checks"] == 0 and rc in (0, 1)  # 1: a dry time misses a target
+    rows = {(r["layout"], r["impl"]): r for r in report["rows"]}
+    assert rows["vk", "vllm"]["check"] == "PASS" and rows["vk", "vllm"]["time_us"] > 0
+    assert rows["vk", "vllm"]["conventions"].startswith("pad=nonpositive")
+    assert rows["kv", "vllm"]["status"] == "skipped" and "vk" in rows["kv", "vllm"]["detail"]
+    (t,) = [t for t in rows["vk", "packed"]["targets"] if t["name"] == "at least as fast as vllm"]
+    vk = rows["vk", "packed"]["time_us"] / rows["vk", "vllm"]["time_us"]
+    assert t["value"] == pytest.approx(vk) and t["ok"] == (vk <= 1.0)
+    (verdict,) = report["peer_targets"]
+    assert (verdict["peer"], verdict["compared"], verdict["grid"]) == ("vllm", 1, 22)
+    assert len(verdict["not_run"]) == 21 and "4/8 vk B=1" not in verdict["not_run"]
 
 
 # --- packed against vLLM: the target ------------------------------------------------------------
