@@ -442,7 +442,10 @@ def test_dry_run_end_to_end(tmp_path, monkeypatch, capsys):
     if rec["fla"].startswith("fla-core"):  # FLA runs under the interpreter too
         assert all(r["agree"] and r["fla_us"] > 0 for r in rec["rows"]), rec["rows"]
     cost = report["harness_cost"]
-    assert cost["oracle"]["seconds"] > 0 and cost["oracle"]["rows_timed"] == 4
+    cpu = cost["checks"][0]
+    assert cpu["check_device"] == "cpu" and cpu["seconds"] > 0 and cpu["rows_timed"] == 4
+    assert "first_call_seconds" not in cpu and cpu["workers"] == 1
+    assert len(cost["checks"]) == 2 or cost["check_notes"]["cuda"].startswith("not measured: ")
     assert cost["runner"]["status"] == "passed" and cost["runner"]["wall_ms"] > 0
     xml.dom.minidom.parse(str(out / "bench.svg"))
     md = (out / "bench.md").read_text()

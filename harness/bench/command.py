@@ -17,8 +17,13 @@ Why each part of the method is the way it is, module by module:
 * **The main table** (``table.py``) and its targets (``targets.py``).
 * **Baseline honesty** (``recurrent.py``): the baseline's recurrent kernel
   alone against FLA's, through the harness's FLA adapter.
+* **Peers** (``table.py``, ``targets.py``): outside kernels (``--impl vllm
+  --impl flashinfer``) in the same table, each checked under its own padding
+  conventions, skipped with the reason where it cannot express a case, and
+  packed held to be at least as fast as vLLM on the default grid.
 * **The harness's own cost** (``cost.py``): the check of the largest nightly
-  step and the runner's overhead per case.
+  step on each check device (CPU, and GPU where CuPy is), and the runner's
+  overhead per case.
 
 ``run.py`` runs the sections and writes bench.json (``rows.py``), bench.md
 (``output.py``) and bench.svg (``plot.py``). ``--dry`` runs everything on
@@ -165,7 +170,10 @@ def register(subparsers: Any) -> None:
     switch("--recurrent-only", help="only baseline_recurrent vs FLA's recurrent kernel")
     switch("--no-recurrent", help="skip the recurrent section")
     switch("--no-harness-cost", help="skip timing the oracle and the runner")
-    count("--oracle-rows", help="rows of the B=1024 oracle timing (default all; fewer are scaled)")
+    count(
+        "--oracle-rows",
+        help="rows of the B=1024 check timed on the CPU (default all; fewer are scaled)",
+    )
     p.add_argument(
         "--out", metavar="DIR", help="report folder (default reports/bench-<timestamp>/)"
     )

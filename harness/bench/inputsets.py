@@ -17,6 +17,13 @@ serving. The values, the slot logic and the layouts are the harness's: every
 row live, ``mixed_qkv`` dense, ``a`` and ``b`` views of one packed buffer,
 A_log and dt_bias fp32, int32 indices; the guards around each buffer cost
 the timed calls nothing, and the check reads exactly these values.
+
+When an implementation in the run treats slot 0 as the null block (``pad:
+nonpositive``, ``harness.core.conventions``), no live row may name it: the
+row that would have had slot 0 gets a slot added at the end of the pool
+(``harness.inputs.for_null_slot``), and every implementation of the run is
+timed on those same sets. With every row live there are no padding rows to
+spell, so the indices are the same under either padding convention.
 """
 
 from __future__ import annotations
@@ -33,10 +40,11 @@ from harness.bench.floor import auto_input_sets, set_footprint
 from harness.bench.timing import l2_bytes
 from harness.core.dtypes import nbytes
 from harness.core.spec import CaseSpec, LayoutSpec, SlotSpec
-from harness.inputs import CaseInputs, build_inputs, slot_indices
+from harness.inputs import CaseInputs, build_inputs, for_null_slot, slot_indices
 
 SET_MEMORY_FRACTION = 0.4  # of free device memory, for all input sets of one case
 PAD_FREE_NOTE = "every row live (no padding)"
+NULL_SLOT_NOTE = "slot 0 named by no row (an implementation has the null block)"
 
 
 def bench_spec(
@@ -89,6 +97,7 @@ class InputSets:
     spec: CaseSpec  # one set, as a harness case
     inputs: CaseInputs  # every set: rows and slots [i*B, (i+1)*B) are set i's
     count: int
+    null_slot: bool = False  # no row names slot 0 (set 0's slot-0 row moved to the end)
 
     @property
     def B(self) -> int:
@@ -145,13 +154,18 @@ def build_sets(
     *,
     seed: int = 0,
     slot_order: str = "permuted",
+    null_slot: bool = False,
 ) -> InputSets:
-    """``count`` input sets of ``B`` rows on ``device`` (see the module's docstring)."""
+    """``count`` input sets of ``B`` rows on ``device`` (see the module's docstring);
+    with ``null_slot``, no row names slot 0."""
     tier = "gpu" if device.type == "cuda" else "cpu"
     one = bench_spec(
         shape, B, layout, act_dtype, state_dtype, seed=seed, slot_order=slot_order, tier=tier
     )
-    return InputSets(one, build_inputs(rotation_spec(one, count), device), count)
+    every = rotation_spec(one, count)
+    if null_slot:
+        every = for_null_slot(every)
+    return InputSets(one, build_inputs(every, device), count, null_slot)
 
 
 def _mem_budget(device: torch.device) -> int | None:
@@ -170,15 +184,17 @@ def case_sets(
     *,
     seed: int,
     slot_order: str,
+    null_slot: bool = False,
 ) -> InputSets:
     """A run's input sets for one case: ``--input-sets`` of them, or enough that
-    the rotation exceeds the L2 within the memory budget."""
+    the rotation exceeds the L2 within the memory budget (``null_slot``: see
+    :func:`build_sets`)."""
     count = cfg.input_sets
     if count is None:
         per_set = set_footprint(B, shape, nbytes(cfg.act_dtype), nbytes(cfg.state_dtype))
         count = auto_input_sets(per_set, l2_bytes(device), _mem_budget(device))
     return build_sets(shape, B, layout, count, cfg.act_dtype, cfg.state_dtype, device,
-                      seed=seed, slot_order=slot_order)  # fmt: skip
+                      seed=seed, slot_order=slot_order, null_slot=null_slot)  # fmt: skip
 
 
 def probe_case(shape: Shape, B: int, layout: str, device: torch.device, seed: int = 1) -> InputSets:

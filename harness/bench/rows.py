@@ -15,7 +15,7 @@ from typing import Any
 from harness.bench.config import Shape
 from harness.bench.floor import StepBytes
 
-SCHEMA = "gdn-harness-bench/1"
+SCHEMA = "gdn-harness-bench/2"  # 2: harness_cost.checks per check device
 NULL = {"null": True}  # field metadata: None is written as null, not left out
 
 
@@ -26,6 +26,7 @@ class TargetResult:
     name: str
     ok: bool
     detail: str
+    value: float | None = None  # the measured ratio, where the target is one (peer targets)
 
 
 @dataclass(kw_only=True)
@@ -58,6 +59,7 @@ class MainRow(CaseRow):
     floor_bytes: int
     floor_breakdown: StepBytes
     impl: str
+    conventions: str | None = None  # Conventions.describe(), where not the default
     status: str = "ok"  # ok, skipped, check-failed, error
     check: str = "skipped"  # PASS, FAIL, skipped, "-"
     detail: str = ""
@@ -122,18 +124,20 @@ class CopyBandwidth:
     end_GBps: float | None = None
 
 
-@dataclass
-class OracleCost:
-    """The per-element check of one step on the largest nightly shape."""
+@dataclass(kw_only=True)
+class CheckCost:
+    """The per-element check of one step on the largest nightly shape, on one check device."""
 
+    check_device: str  # "cpu", "cuda" or "cuda:N"
     shape: dict[str, int]
     rows_timed: int
-    workers: int
-    seconds: float
-    seconds_full_batch: float
+    seconds: float  # the timed call (GPU: the median of the calls after the first)
+    seconds_full_batch: float  # scaled to every row of the shape
     ns_per_state_element: float
-    extrapolated: bool
-    what: str
+    extrapolated: bool  # rows_timed < B: seconds_full_batch is scaled linearly
+    workers: int | None = None  # CPU: processes the check ran over
+    reps: int = 1  # calls timed
+    first_call_seconds: float | None = None  # GPU: the first call, compiling CuPy's kernels
 
 
 @dataclass
@@ -154,8 +158,24 @@ class HarnessCost:
 
     runner: RunnerCost | None = None
     runner_error: str | None = None
-    oracle: OracleCost | None = None
-    oracle_error: str | None = None
+    check_what: str = ""  # what the timed check does
+    checks: list[CheckCost] = field(default_factory=list)  # one per check device measured
+    check_notes: dict[str, str] = field(default_factory=dict)  # device: why it has no time
+
+
+@dataclass
+class PeerVerdict:
+    """Packed against one outside kernel over the whole grid a peer target is stated for."""
+
+    peer: str
+    claim: str
+    met: bool | None  # None: the run did not cover the grid (and nothing it covered missed)
+    compared: int  # grid cases with a verdict in this run
+    grid: int  # cases of the grid
+    missed: list[str]  # a line per case that missed, with its ratio or why
+    not_run: list[str]  # grid cases this run did not have
+    worst_ratio: float | None = None  # the largest packed / peer time
+    worst_case: str | None = None
 
 
 @dataclass
@@ -185,6 +205,7 @@ class Report:
     harness_cost: HarnessCost | None = None
     versions: dict[str, Any] | None = None
     targets: TargetTally | None = None
+    peer_targets: list[PeerVerdict] | None = None  # where a run has a peer of PEER_TARGETS
 
 
 def strict_json(x: Any) -> Any:

@@ -26,13 +26,13 @@ from harness.bench.bandwidth import COPY_BYTES, DRY_COPY_BYTES, best_copy, measu
 from harness.bench.config import SLOT_ORDERS, BenchConfig
 from harness.bench.cost import harness_cost
 from harness.bench.floor import L2_FACTOR, MAX_SETS, MIN_SETS
-from harness.bench.inputsets import PAD_FREE_NOTE, SET_MEMORY_FRACTION
+from harness.bench.inputsets import NULL_SLOT_NOTE, PAD_FREE_NOTE, SET_MEMORY_FRACTION
 from harness.bench.output import fmt, render_md
 from harness.bench.plot import render_svg
 from harness.bench.recurrent import bench_recurrent_case, new_section
 from harness.bench.rows import MainRow, Report, strict_json
 from harness.bench.table import bench_case, refloor
-from harness.bench.targets import target_summary
+from harness.bench.targets import peer_verdicts, target_summary
 from harness.bench.timing import l2_bytes, release
 from harness.impls.registry import load_implementation
 
@@ -67,19 +67,22 @@ def _device_info(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _method(cfg: BenchConfig, device: torch.device) -> dict[str, str]:
+def _method(cfg: BenchConfig, device: torch.device, null_slot: bool) -> dict[str, str]:
     """How each number was obtained, in words (recorded in the JSON)."""
+    slots = f"{PAD_FREE_NOTE}, " + (f"{NULL_SLOT_NOTE}, " if null_slot else "")
     return {
         "timing": "one CUDA graph of R calls (one per input set), median of the replays / R"
         if device.type == "cuda"
         else "dry: eager calls, wall clock",
         "input_sets": f"auto: enough that R x footprint >= {L2_FACTOR:g} x L2 "
         f"({MIN_SETS}..{MAX_SETS}, within {SET_MEMORY_FRACTION:.0%} of free memory); "
-        + f"{PAD_FREE_NOTE}, {SLOT_ORDERS[cfg.slot_order]}",
+        + slots
+        + SLOT_ORDERS[cfg.slot_order],
         "floor": "state read + written once, q/k/v/a/b/A_log/dt_bias/indices read, out "
         "written; divided by the copy bandwidth of this card in this run",
         "check": f"before timing: set 0, {cfg.check_rows} sampled rows vs the float64 oracle "
-        "under harness.check.tolerance; every output row must be written",
+        "under harness.check.tolerance; every output row must be written, and under "
+        "an implementation's pad: nonpositive slot 0 must keep its bits",
     }
 
 
@@ -90,13 +93,19 @@ def run_bench(cfg: BenchConfig, out_dir: Path) -> Report:
         torch.cuda.set_device(device)  # Triton launches on the current device
     specs = list(dict.fromkeys(["packed", "baseline", *cfg.impls]))
     impls = [load_implementation(s) for s in specs]  # a bad spec fails before any work
+    conventions = {i.spec: i.conventions for i in impls}  # as each declares them
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         dry=cfg.dry,
         device=_device_info(device),
-        config={**asdict(cfg), "shapes": [s.label for s in cfg.shapes], "impls": specs},
-        method=_method(cfg, device),
+        config={
+            **asdict(cfg),
+            "shapes": [s.label for s in cfg.shapes],
+            "impls": specs,
+            "conventions": {k: c.as_dict() for k, c in conventions.items() if not c.is_default},
+        },
+        method=_method(cfg, device, any(c.null_slot for c in conventions.values())),
     )
     with torch.no_grad():
         _log(f"bench on {report.device['name']} ({device}); impls: {', '.join(specs)}")
@@ -148,6 +157,7 @@ def write_json(report: Report, out_dir: Path) -> None:
     report.versions = _versions()
     rec = report.recurrent.rows if report.recurrent else []
     report.targets = target_summary(report.rows or [], rec)
+    report.peer_targets = peer_verdicts(report.rows or []) or None
     text = json.dumps(strict_json(report), indent=1, default=str, allow_nan=False)
     (out_dir / "bench.json").write_text(text + "\n")
 

@@ -5,6 +5,12 @@ per call over the rotated input sets (``timing.py``), the speedup over the
 unfused baseline, the share of the byte floor (``floor.py``), the time of a
 copy of the same size (``bandwidth.py``) and the target verdicts
 (``targets.py``).
+
+Outside kernels (``--impl vllm``) sit in the same table. Each is checked
+under its own padding conventions, and when one of them treats slot 0 as the
+null block no row of the case names slot 0, for every implementation alike.
+What an implementation cannot express (its ``unsupported`` hook: a layout,
+a dtype) becomes a row marked skipped with the reason, never a crash.
 """
 
 from __future__ import annotations
@@ -21,17 +27,26 @@ from harness.bench.rows import CaseRow, MainRow
 from harness.bench.targets import evaluate_targets
 from harness.bench.timing import Timing, release, time_calls
 from harness.bench.verify import CaseCheck, prepare_check, run_check
+from harness.core.conventions import Conventions
 from harness.core.dtypes import nbytes
 from harness.impls.registry import Implementation
 
 
 def refloor(rows: Sequence[MainRow], copy_GBps: float) -> None:
-    """Floor time, % of floor and target verdicts of ``rows`` for ``copy_GBps``."""
+    """Floor time, % of floor and target verdicts of ``rows`` for ``copy_GBps``
+    (a row's targets may name the other rows of its case: the peer targets)."""
+    cases: dict[tuple, list[MainRow]] = {}
     for r in rows:
         r.floor_us = r.floor_bytes / (copy_GBps * 1e9) * 1e6
         if r.time_us is not None:
             r.pct_floor = 100.0 * r.floor_us / r.time_us
-        r.targets = evaluate_targets(r)
+        cases.setdefault(_case_key(r), []).append(r)
+    for r in rows:
+        r.targets = evaluate_targets(r, cases[_case_key(r)])
+
+
+def _case_key(r: MainRow) -> tuple:
+    return (r.shape, r.layout, r.B, r.act_dtype, r.state_dtype)
 
 
 def time_sets(
@@ -53,10 +68,13 @@ def bench_case(
     """Check, then time, every implementation on one case; one row per implementation."""
     act, st = nbytes(cfg.act_dtype), nbytes(cfg.state_dtype)
     floor = step_bytes(B, shape, act, st)
-    sets = case_sets(cfg, shape, layout, B, device, seed=cfg.seed + B, slot_order=cfg.slot_order)
+    conventions = [impl.conventions for impl in impls]
+    null_slot = any(c.null_slot for c in conventions)
+    sets = case_sets(cfg, shape, layout, B, device, seed=cfg.seed + B,
+                     slot_order=cfg.slot_order, null_slot=null_slot)  # fmt: skip
     chk = prepare_check(sets, cfg.check_rows) if cfg.check else None
     rows = []
-    for impl in impls:
+    for impl, conv in zip(impls, conventions, strict=True):
         row = MainRow(
             **CaseRow.case(shape, layout, B),
             act_dtype=cfg.act_dtype,
@@ -66,8 +84,9 @@ def bench_case(
             floor_bytes=floor.total,
             floor_breakdown=floor,
             impl=impl.spec,
+            conventions=None if conv.is_default else conv.describe(),
         )
-        _measure(row, impl, sets, chk, device, cfg.replays)
+        _measure(row, impl, conv, sets, chk, device, cfg.replays)
         rows.append(row)
     base = next((r for r in rows if r.impl == "baseline" and r.time_us is not None), None)
     for r in rows:
@@ -84,18 +103,24 @@ def bench_case(
 def _measure(
     row: MainRow,
     impl: Implementation,
+    conventions: Conventions,
     sets: InputSets,
     chk: CaseCheck | None,
     device: torch.device,
     replays: int,
 ) -> None:
     """Check, then time, one implementation on one case, into ``row``."""
-    reason = impl.unsupported(sets.spec)
+    try:
+        reason = impl.unsupported(sets.spec)
+    except Exception as exc:
+        row.status, row.check = "error", "-"
+        row.detail = f"unsupported() raised {type(exc).__name__}: {exc}"
+        return
     if reason:
-        row.status, row.check, row.detail = "skipped", "-", reason
+        row.status, row.check, row.detail = "skipped", "-", str(reason)
         return
     if chk is not None:
-        ok, row.detail = run_check(impl.fn, sets, chk)
+        ok, row.detail = run_check(impl.fn, sets, chk, conventions)
         row.check = "PASS" if ok else "FAIL"
         if not ok:
             row.status = "check-failed"

@@ -7,6 +7,13 @@ that a row left unwritten anywhere in the batch fails, and a sample of rows
 (``harness.check``: the float64 oracle on the stored inputs, the tolerance
 policy, the error statistics). A case that fails is reported as FAIL and
 never timed.
+
+Each implementation is held to its own padding conventions
+(``harness.core.conventions``): a live row's output must be written; a
+padding row's must be exact zeros (``pad_output: zero``) or keep its bits
+(``unwritten``); under ``pad: nonpositive`` slot 0, the null block, must
+keep its bits. The bench's sets have no padding rows (``inputsets.py``), so
+there every output row is live and must be written.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from harness.check.compare import ErrorStats
 from harness.check.pool import check_blocks
 from harness.check.step import Block, StepContext
 from harness.check.tolerance import resolve
+from harness.core.conventions import DEFAULT, NULL_SLOT, UNWRITTEN, Conventions
 from harness.core.host import to_f64, to_host
 from harness.core.layouts import KV
 
@@ -64,18 +72,38 @@ def prepare_check(sets: InputSets, n_rows: int) -> CaseCheck:
     return CaseCheck(rows, slots, x.state[slots].clone(), acts, ctx)
 
 
-def run_check(fn: Callable[..., None], sets: InputSets, chk: CaseCheck) -> tuple[bool, str]:
-    """Call ``fn`` once on set 0 from the shared starting state; (passed, detail)."""
+def run_check(
+    fn: Callable[..., None],
+    sets: InputSets,
+    chk: CaseCheck,
+    conventions: Conventions = DEFAULT,
+) -> tuple[bool, str]:
+    """Call ``fn`` once on set 0 from the shared starting state; (passed, detail).
+
+    ``conventions`` are the implementation's: which rows of set 0 are
+    padding, what their output rows must hold, whether slot 0 is the null
+    block. Sets that give slot 0 to a live row cannot test a null-block
+    implementation: that is the caller's error, raised as ``ValueError``.
+    """
+    if conventions.null_slot and not sets.null_slot:
+        raise ValueError("a null-block implementation needs sets built with null_slot=True")
     x, layout = sets.inputs, sets.spec.layout.state_layout
     x.state[chk.slots] = chk.pre
+    null_before = x.state[NULL_SLOT].clone() if conventions.null_slot else None
     out = sets.out(0)
     out.fill_(float("nan"))
+    before = out.clone()
     try:
         fn(*sets.args(0), **sets.kwargs())
         sync(x.device)
     except Exception as exc:
         return False, f"raised {type(exc).__name__}: {exc}"
-    unwritten = int((~torch.isfinite(out)).any(dim=-1).any(dim=-1).sum().item())
+    padding = torch.tensor(
+        [conventions.is_padding(int(i)) for i in sets.indices(0).tolist()], device=x.device
+    )
+    msgs = output_rows(out, before, padding, conventions.pad_output)
+    if null_before is not None and not same_bits(x.state[NULL_SLOT], null_before):
+        msgs.append("slot 0 (the null block) was written")
     rows_t = torch.as_tensor(chk.rows, device=x.device)
 
     def block(chunk: np.ndarray, new_array) -> Block:
@@ -96,7 +124,46 @@ def run_check(fn: Callable[..., None], sets: InputSets, chk: CaseCheck) -> tuple
 
     spec = sets.spec
     stats = check_blocks(chk.ctx, len(chk.rows), 1, (spec.HV, spec.K, spec.V), block)
-    return _verdict(unwritten, spec.B, len(chk.rows), *stats)
+    return _verdict(msgs, len(chk.rows), *stats)
+
+
+_INTS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s bits as integers of its width (NaN payloads compare equal to themselves)."""
+    return t.contiguous().view(_INTS[t.element_size()])
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` hold the same bits (NaNs included)."""
+    return a.shape == b.shape and torch.equal(_bits(a), _bits(b))
+
+
+def output_rows(
+    out: torch.Tensor, before: torch.Tensor, padding: torch.Tensor, pad_output: str
+) -> list[str]:
+    """What is wrong with ``out [B, HV, V]`` after a call, row by row: a live row
+    not written (not finite where ``before`` was NaN), a padding row not zero
+    (``pad_output: zero``) or not as it was (``unwritten``)."""
+    B, msgs = out.shape[0], []
+    live = ~padding
+    unwritten = int((~torch.isfinite(out[live])).flatten(1).any(dim=1).sum().item())
+    if unwritten:
+        msgs.append(f"{unwritten} of {B} output rows not finite (unwritten?)")
+    if not bool(padding.any()):
+        return msgs
+    pad_out, pad_before = out[padding], before[padding]
+    if pad_output == UNWRITTEN:
+        changed = (_bits(pad_out) != _bits(pad_before)).flatten(1).any(dim=1)
+        what = "written (pad_output unwritten: they must keep their bits)"
+    else:
+        changed = (pad_out != 0).flatten(1).any(dim=1)  # NaN != 0 too
+        what = "not exact zeros"
+    bad = int(changed.sum().item())
+    if bad:
+        msgs.append(f"{bad} of {int(padding.sum().item())} padding output rows {what}")
+    return msgs
 
 
 def _canonical(slots: torch.Tensor, layout: str, new_array) -> np.ndarray:
@@ -104,10 +171,7 @@ def _canonical(slots: torch.Tensor, layout: str, new_array) -> np.ndarray:
     return to_host(slots if layout == KV else slots.transpose(-1, -2), new_array)
 
 
-def _verdict(unwritten: int, B: int, n_rows: int, out: ErrorStats, state: ErrorStats):
-    msgs = []
-    if unwritten:
-        msgs.append(f"{unwritten} of {B} output rows not finite (unwritten?)")
+def _verdict(msgs: list[str], n_rows: int, out: ErrorStats, state: ErrorStats):
     for s in (out, state):
         if not s.ok:
             msgs.append(
