@@ -5,7 +5,7 @@ YAML cases run through an implementation, the baseline and a float64 oracle,
 and every violation is reported.
 
 A thin face over the engine: options shared with the pytest plugin come from
-``harness.options``; loading, running and reporting live in their stage
+``harness.core.options``; loading, running and reporting live in their stage
 packages. Nothing heavy is imported before a command needs it, so ``--help``,
 ``validate`` and ``list`` never wait for torch.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import options
+from harness.core import options
 from harness.core.exitcodes import EXIT_FAIL, EXIT_NO_TESTS, EXIT_OK, EXIT_USAGE
 from harness.core.tiers import TIERS, runnable_tiers, tier_unrunnable
 

@@ -1,7 +1,7 @@
 """pytest plugin: gdn-harness case files become test items.
 
 A thin face over the engine, like the command line, with the same options
-(``harness.options``): ``--impl``, ``--baseline``, ``--tier``,
+(``harness.core.options``): ``--impl``, ``--baseline``, ``--tier``,
 ``--gdn-shard``, ``--report-dir``, ``--run-name``; pytest's own ``-k``
 selects by case id as ``gdn-harness run -k`` does.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from harness import options
+from harness.core import options
 from harness.core.exitcodes import EXIT_NO_TESTS
 from harness.core.tiers import TIERS
 

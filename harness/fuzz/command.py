@@ -36,7 +36,7 @@ from typing import TextIO
 from hypothesis import Verbosity, given, seed, settings
 
 from harness import cases as case_mod
-from harness import options
+from harness.core import options
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS, tier_unrunnable
