@@ -179,3 +179,16 @@ def test_an_old_gpu_is_the_reason_given(monkeypatch):
     with pytest.raises(ImplError) as exc:
         load_implementation("flashinfer-bf16")
     assert "compute capability 9.0+, not 8.0" in str(exc.value)
+
+
+def test_kernels_that_did_not_import_are_named_when_it_loads(monkeypatch):
+    """FlashInfer falls back silently when its CuTe DSL kernels fail to import
+    (no ``cutlass`` on the path); the adapter refuses to load and says so."""
+    import sys
+
+    gdn = pytest.importorskip("flashinfer.gdn_decode")
+    monkeypatch.setattr(gdn, "_PRETRANSPOSE_AVAILABLE", False, raising=False)
+    monkeypatch.setitem(sys.modules, "flashinfer.gdn_kernels.gdn_decode_pretranspose", None)
+    monkeypatch.delitem(sys.modules, "harness.impls.adapters.flashinfer", raising=False)
+    with pytest.raises(ImplError, match=r"gdn_decode_pretranspose.*do not import"):
+        flashinfer(monkeypatch, "flashinfer")

@@ -38,7 +38,12 @@ if [ -f .gpu/fi-part-0/count ] && [ ! -d "$FI_SITE/flashinfer" ]; then
     fi
 fi
 
-export PYTHONPATH="$ROOT:$OUTSIDE:$FI_SITE${PYTHONPATH:+:$PYTHONPATH}"
+# A folder on PYTHONPATH is no site folder: its .pth files (nvidia-cutlass-dsl
+# puts its `cutlass` package on the path with one) are read only through
+# site.addsitedir, which this sitecustomize does at start-up.
+HOOK=$(mktemp -d)
+echo "import site; site.addsitedir('$FI_SITE')" >"$HOOK/sitecustomize.py"
+export PYTHONPATH="$HOOK:$ROOT:$OUTSIDE:$FI_SITE${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__,
     torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
 python3 -m harness impls

@@ -39,6 +39,7 @@ so they are two implementations:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -72,6 +73,29 @@ if "initial_state_indices" not in inspect.signature(_op).parameters:
     )
 if _cuda_reason():
     raise ImportError(_cuda_reason())
+# FlashInfer swallows the import errors of its CuTe DSL kernels and falls back
+# to paths that then fail per call; say what is missing when it loads instead.
+KERNEL_FLAGS = {
+    "_PRETRANSPOSE_AVAILABLE": "flashinfer.gdn_kernels.gdn_decode_pretranspose",
+    "_GDN_DECODE_BF16_STATE_AVAILABLE": "flashinfer.gdn_kernels.gdn_decode_bf16_state",
+}
+
+
+def _kernels_missing(module: Any) -> str | None:
+    """Why FlashInfer's decode kernels did not import, or None when they did."""
+    for flag, kernels in KERNEL_FLAGS.items():
+        if getattr(module, flag, True):
+            continue
+        try:
+            importlib.import_module(kernels)
+        except Exception as exc:  # the error FlashInfer hid
+            return f"FlashInfer's decode kernels ({kernels}) do not import: {exc!r}"
+        return f"FlashInfer's decode kernels ({kernels}) did not import when it loaded"
+    return None
+
+
+if _kernels_missing(_module):
+    raise ImportError(_kernels_missing(_module))
 
 
 def _common_unsupported(case: Any) -> str | None:
