@@ -134,6 +134,9 @@ def test_one_vocabulary_of_metavars():
         "-k": "EXPR",
         "--tier": "TIER",
         "--shard": "K/N",
+        "--pad": None,  # choices show as {negative,nonpositive}
+        "--pad-output": None,
+        "--check-device": "DEVICE",
         "--report-dir": "DIR",
         "--run-name": "NAME",
     }

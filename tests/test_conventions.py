@@ -175,3 +175,28 @@ def test_the_fuzzer_draws_under_the_conventions(tmp_path):
     )
     assert found.failed and found.saved is not None
     assert "--pad nonpositive" in found.saved.read_text(encoding="utf-8")
+
+
+def test_a_case_pins_its_conventions():
+    """cases/regressions/null_slot_padding.yaml: skipped, with the reason, by
+    an implementation that pads with -1; run by null-slot implementations."""
+    from harness.cases import load_file
+
+    specs = load_file("cases/regressions/null_slot_padding.yaml")
+    assert specs and all(dict(s.conventions) == {"pad": "nonpositive"} for s in specs)
+    packed = run_case(specs[0], load_implementation("packed"), None, "cpu")
+    assert packed.status == "skipped" and "pins pad=nonpositive" in packed.reason
+    good = run_case(specs[0], load_implementation(f"{PLANTED}:null_slot"), None, "cpu")
+    assert good.status == "passed", [str(v) for v in good.violations]
+    bad = run_case(specs[1], load_implementation(f"{PLANTED}:null_slot_writes_slot0"), None, "cpu")
+    assert bad.status == "failed" and "untouched-slots" in _checks(bad)
+
+
+def test_pinned_conventions_round_trip_through_the_writer(tmp_path):
+    from harness.cases import case_to_yaml, load_file
+
+    case = spec(conventions=(("pad", "nonpositive"),))
+    path = tmp_path / "c.yaml"
+    path.write_text(case_to_yaml(case))
+    assert "conventions" in path.read_text()
+    assert load_file(path)[0].conventions == (("pad", "nonpositive"),)

@@ -160,6 +160,7 @@ def _build(file: str, v: Variant) -> CaseSpec:
         tol_out=_tolerance(tol.get("out")),
         tol_state=_tolerance(tol.get("state")),
         expect=None if expect is None else ExpectError(**_expect_args(expect)),
+        conventions=tuple(sorted(t.get("conventions", {}).items())),
         overrides=tuple(sorted(_overrides(t.get("overrides", {})))),
         field_lines=tuple(sorted((dotted(p), ln) for p, ln in walk_lines(t))),
     )

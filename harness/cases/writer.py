@@ -74,6 +74,8 @@ def case_to_yaml(spec: CaseSpec, comment: str = "", *, full: bool = False) -> st
         case["expect"] = {"error": spec.expect.match}
         if spec.expect.exception != "ValueError":
             case["expect"]["exception"] = spec.expect.exception
+    if spec.conventions:
+        case["conventions"] = dict(spec.conventions)
     if spec.overrides:
         case["overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.overrides}
     body = yaml.dump({"cases": [case]}, Dumper=_Dumper, sort_keys=False, allow_unicode=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.core.conventions import Conventions
 from harness.core.layouts import VK
 
 PADDINGS = ("none", "all", "alternate", "first", "last", "random")
@@ -131,6 +132,8 @@ class CaseSpec:
     tol_out: Tolerance = field(default_factory=Tolerance)
     tol_state: Tolerance = field(default_factory=Tolerance)
     expect: ExpectError | None = None
+    # conventions the case pins, as (key, value) pairs (docs/design.md section 3)
+    conventions: tuple[tuple[str, str], ...] = ()
     # Raw argument overrides for error cases, applied after the inputs are
     # built: e.g. {"out_dtype": "fp32"} or {"state_layout": "xy"}. See
     # harness.inputs.overrides.OVERRIDE_KEYS for the keys.
@@ -149,6 +152,16 @@ class CaseSpec:
     @property
     def qkv_width(self) -> int:
         return 2 * self.H * self.K + self.HV * self.V
+
+    def pinned_against(self, declared: Conventions) -> str | None:
+        """Why an implementation with ``declared`` conventions cannot run this case."""
+        wrong = [f"{k}={v}" for k, v in self.conventions if getattr(declared, k) != v]
+        if not wrong:
+            return None
+        return (
+            f"the case pins {', '.join(wrong)}; the implementation's conventions are "
+            f"{declared.describe()} (--pad / --pad-output declare others)"
+        )
 
     def line_of(self, path: str) -> int:
         """YAML line of a field (dotted path), falling back to the case's line."""

@@ -468,7 +468,7 @@ def _skip_reason(spec: CaseSpec, impl: Implementation, device: str, graph: bool)
         reason = "error cases are not captured in CUDA graphs"
     if reason is None and spec.expect is not None and not _validates(impl):
         reason = f"error case: exercises the built-in wrappers' validation, not {impl.spec}'s"
-    return reason or impl.unsupported(spec)
+    return reason or spec.pinned_against(impl.conventions) or impl.unsupported(spec)
 
 
 def run_case(

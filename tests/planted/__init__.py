@@ -57,6 +57,7 @@ OTHER_TAGS = frozenset(
         "dtype-coverage",  # every dtype combination
         "drift",  # multi-step: the carried state against the exact trajectory
         "real-shape",  # a real model's H/HV/K/V
+        "null-slot",  # slot 0 as the null block (pad: nonpositive), pinned by the case
     }
 )
 ALL_TAGS = CPU_CLASSES | GPU_CLASSES | OTHER_TAGS
