@@ -7,7 +7,7 @@ from the repository root (or wherever this file lies), with:
     gdn-harness run cases --impl examples.torch_reference:decode --baseline none
 
 Nothing here is Triton: it runs on the CPU and on CUDA alike, and it is slow
-(a correctness template, not a kernel). The math is DESIGN.md's, line by
+(a correctness template, not a kernel). The math is docs/design.md's, line by
 line; see docs/outside-kernels.md for what the harness expects.
 """
 

@@ -14,7 +14,7 @@ It is meant to be an honest, fast baseline rather than a strawman: the
 recurrent stage uses FLA's structure (full ``K`` per program, ``V`` tiles,
 flat grid with the V tile fastest), tuned per state layout, so that it can be
 timed against FLA's own kernel on pre-split inputs (``baseline_recurrent``).
-Its semantics are the contract of DESIGN.md, including padding rows, 64-bit
+Its semantics are the contract of docs/design.md, including padding rows, 64-bit
 slot offsets, both state layouts and a grid that cannot overflow for
 ``B * HV > 65535``.
 """

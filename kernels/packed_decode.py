@@ -9,7 +9,7 @@ out of the packed projection output (honouring its row stride), computes the
 gates in registers, and touches each state element exactly once for the read
 and once for the write.
 
-The math is DESIGN.md's, in fp32 throughout; the only roundings are the final
+The math is docs/design.md's, in fp32 throughout; the only roundings are the final
 stores to ``out`` and to the state pool.
 """
 
@@ -403,7 +403,7 @@ def packed_decode(
 ) -> None:
     """One GDN decode step in a single launch: write ``out``, update ``state`` in place.
 
-    Follows the implementation contract of DESIGN.md. Optional tuning keyword
+    Follows the implementation contract of docs/design.md. Optional tuning keyword
     arguments (``default_tuning`` gives each shape's): ``BV`` (power of two,
     the value-tile width), ``num_warps``, ``early_state`` (1: load the state
     tile before the gate math, which then hides part of its latency; 0: after,

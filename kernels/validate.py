@@ -1,6 +1,6 @@
 """Argument validation shared by the packed and baseline wrappers.
 
-Both wrappers promise the same contract (DESIGN.md), so they reject the same
+Both wrappers promise the same contract (docs/design.md), so they reject the same
 bad arguments with the same messages. Every error is a ``ValueError`` that
 names the argument and says what is wrong, raised before any launch.
 """

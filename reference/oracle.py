@@ -1,4 +1,4 @@
-"""Float64 oracle for one GDN decode step, written straight from DESIGN.md.
+"""Float64 oracle for one GDN decode step, written straight from docs/design.md.
 
 Everything is computed in float64 from the stored input values, vectorised
 over rows and heads. ``decode_rows`` is the math for live rows with their

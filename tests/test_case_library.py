@@ -1,5 +1,5 @@
 """The case library under cases/: it loads, it is tagged, it covers every bug
-class of DESIGN.md, the cpu tier stays cheap, and the gpu and nightly tiers
+class of docs/design.md, the cpu tier stays cheap, and the gpu and nightly tiers
 hold the real model shapes and the limits that only big sizes reach.
 
 Tags: every case has a ``# catches: tag, tag -- what it does`` comment right
@@ -44,7 +44,7 @@ CPU_MAX_STATE_WORK = 3_000_000
 # better predictor of the interpreter's time (each costs milliseconds)
 CPU_MAX_PROGRAMS = 3_000
 
-# Real models (DESIGN.md): (H, HV) at TP 1, divided by TP = 1, 2, 4, 8; K = V = 128.
+# Real models (docs/design.md): (H, HV) at TP 1, divided by TP = 1, 2, 4, 8; K = V = 128.
 MODELS = {
     "Qwen3-Next-80B/Qwen3.5-35B": (16, 32),
     "Qwen3.5-27B": (16, 48),

@@ -1,7 +1,7 @@
 """Tests of the float64 oracle (reference/oracle.py).
 
 The oracle is checked against a second, deliberately naive implementation
-written here straight from DESIGN.md: explicit Python loops over rows, value
+written here straight from docs/design.md: explicit Python loops over rows, value
 heads and elements, ``math.exp`` / ``math.log1p`` for the gates and
 ``np.dot`` for the dot products. The two share no code, so agreement to
 float64 rounding means both read the design the same way.

@@ -1,6 +1,6 @@
 """The tolerance policy: what error a correct implementation can have.
 
-Two bounds, both from DESIGN.md:
+Two bounds, both from docs/design.md:
 
 * Per element, against the oracle re-run from the implementation's own
   previous state: ``|x - ref| <= ulps * ulp(ref, dtype) + fp32_ulps * eps32 *

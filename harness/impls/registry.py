@@ -9,7 +9,7 @@ under the ``gdn_harness.implementations`` entry-point group,
 for a file that is not on the import path. Only the built-ins are ``builtin``: cases that
 expect an error exercise their wrappers' validation and are skipped for
 everything else. Every implementation is a callable with the contract's
-signature (DESIGN.md).
+signature (docs/design.md).
 
 An implementation may carry an optional attribute ``unsupported(case) ->
 str | None``: a reason when it cannot express a case (a layout, a dtype);

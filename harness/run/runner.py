@@ -1,5 +1,5 @@
 """Run one case: every implementation on its own copy of the same inputs,
-the oracle on the stored values, and every check of DESIGN.md.
+the oracle on the stored values, and every check of docs/design.md.
 
 Per step, each implementation is checked element by element against the
 oracle re-run from that implementation's own previous state, so the

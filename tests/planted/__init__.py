@@ -2,7 +2,7 @@
 
 ``tests/planted/bugs.py`` holds a pure-torch implementation of the contract
 with switchable bugs. This module holds what the planted bugs and the case
-library share: the vocabulary of bug classes (DESIGN.md, "Bug classes the
+library share: the vocabulary of bug classes (docs/design.md, "Bug classes the
 case library must catch") and the parser of the ``# catches:`` comment that
 sits above every case in ``cases/``::
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.cases import iter_case_files, load_file
 from harness.core.spec import CaseSpec
 
-# DESIGN.md's bug classes that the cpu tier must catch (the Triton
+# docs/design.md's bug classes that the cpu tier must catch (the Triton
 # interpreter shows them), plus the side-effect checks every case runs.
 CPU_CLASSES = frozenset(
     {

@@ -1,6 +1,6 @@
 """A pure-torch implementation of the decode contract with planted bugs.
 
-``decode`` is a straightforward vectorised fp32 implementation of DESIGN.md's
+``decode`` is a straightforward vectorised fp32 implementation of docs/design.md's
 decode step (reads every input through the views it is given, so strides are
 honoured; padding rows get exact zeros and touch no slot). ``bug=NAME``
 switches on one planted bug, each a faithful model of a bug that such
@@ -10,7 +10,7 @@ Every planted bug is also a module-level contract callable of the same name,
 so the harness can run it as ``--impl tests.planted.bugs:NAME``; ``correct``
 is the bug-free one. ``PLANTED`` lists the bug names; ``BUGS[name].check``
 is the harness check that must catch it, ``BUGS[name].bug_class`` the
-DESIGN.md bug class it models (tags as in ``tests/test_case_library.py``).
+docs/design.md bug class it models (tags as in ``tests/test_case_library.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROW_BLOCK = 4  # rows per program of the modelled blocked kernel (batch_tail)
 @dataclass(frozen=True)
 class Bug:
     check: str  # the harness check that must report it
-    bug_class: str  # the DESIGN.md bug class (case library tag)
+    bug_class: str  # the docs/design.md bug class (case library tag)
     doc: str
 
 
