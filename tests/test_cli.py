@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import cli, options
+from harness import cli
+from harness.core import options
 from harness.core.exitcodes import EXIT_NO_TESTS, EXIT_OK, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]

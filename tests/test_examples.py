@@ -44,7 +44,10 @@ cases:
       layout.state_layout: [vk, kv]
 """
 
-CONSOLE_SCRIPT = "import sys\nfrom harness.cli import main\nsys.exit(main())\n"
+# as pip writes a console script: the guard lets worker processes start
+CONSOLE_SCRIPT = (
+    "import sys\nfrom harness.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+)
 
 
 def _harness_env() -> dict[str, str]:
