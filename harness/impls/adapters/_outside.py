@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from harness.core.layouts import LAYOUTS, VK
+
 # The values of the two convention keys an implementation may declare.
 PAD_NEGATIVE = "negative"  # index < 0 is padding; slot 0 is a live slot
 PAD_NONPOSITIVE = "nonpositive"  # index <= 0 is padding; slot 0 is the null block
@@ -100,15 +102,29 @@ def _import_top(package: str, install_hint: str) -> ModuleType:
         ) from exc
 
 
-def dims_vk(mixed_qkv: torch.Tensor, state: torch.Tensor) -> tuple[int, int, int, int]:
-    """``(H, HV, K, V)`` from ``mixed_qkv [B, 2*H*K + HV*V]`` and a ``vk`` pool
-    ``[N, HV, V, K]``; a ``ValueError`` when the widths do not fit."""
+def require_vk(state_layout: str, reason: str) -> None:
+    """Refuse a state layout other than ``vk`` for a kernel that keeps only that
+    one (``reason`` says so in the kernel's words)."""
+    if state_layout != VK:
+        raise ValueError(f"state_layout: {reason}, got {state_layout!r}")
+
+
+def dims(
+    mixed_qkv: torch.Tensor, state: torch.Tensor, state_layout: str = VK
+) -> tuple[int, int, int, int]:
+    """``(H, HV, K, V)`` from ``mixed_qkv [B, 2*H*K + HV*V]`` and a pool in
+    ``state_layout`` (``[N, HV, V, K]`` for vk, ``[N, HV, K, V]`` for kv); a
+    ``ValueError`` when the layout is unknown or the widths do not fit."""
     if mixed_qkv.dim() != 2 or state.dim() != 4:
         raise ValueError(
             f"mixed_qkv must be 2-D and state 4-D, got shapes {tuple(mixed_qkv.shape)} "
             f"and {tuple(state.shape)}"
         )
-    HV, V, K = state.shape[1], state.shape[2], state.shape[3]
+    if state_layout not in LAYOUTS:
+        raise ValueError(f"state_layout: must be one of {LAYOUTS}, got {state_layout!r}")
+    HV = state.shape[1]
+    inner = state.shape[2], state.shape[3]
+    V, K = inner if state_layout == VK else inner[::-1]
     H, rest = divmod(mixed_qkv.shape[1] - HV * V, 2 * K)
     if rest or H <= 0 or HV % H:
         raise ValueError(
@@ -153,12 +169,13 @@ __all__ = [
     "PAD_NEGATIVE",
     "PAD_NONPOSITIVE",
     "declare",
-    "dims_vk",
+    "dims",
     "import_first",
     "installed_version",
     "interpret_without_cuda",
     "keep_padding_rows",
     "live_rows",
+    "require_vk",
     "split_qkv",
     "version_tuple",
 ]

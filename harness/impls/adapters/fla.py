@@ -52,6 +52,8 @@ from typing import Any
 
 import torch
 
+from harness.impls.adapters import _outside
+
 INSTALL_HINT = "fla-core is not installed (pip install gdn-harness[fla])"
 
 if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
@@ -125,28 +127,6 @@ def unsupported(case: Any) -> str | None:
     return None
 
 
-def _dims(mixed_qkv: torch.Tensor, state: torch.Tensor, state_layout: str):
-    if state_layout not in ("vk", "kv"):
-        raise ValueError(f"state_layout: must be 'vk' or 'kv', got {state_layout!r}")
-    if mixed_qkv.dim() != 2 or state.dim() != 4:
-        raise ValueError(
-            f"mixed_qkv must be 2-D and state 4-D, got shapes {tuple(mixed_qkv.shape)} "
-            f"and {tuple(state.shape)}"
-        )
-    HV = state.shape[1]
-    if state_layout == "vk":
-        V, K = state.shape[2], state.shape[3]
-    else:
-        K, V = state.shape[2], state.shape[3]
-    H, rest = divmod(mixed_qkv.shape[1] - HV * V, 2 * K)
-    if rest or H <= 0 or HV % H:
-        raise ValueError(
-            f"mixed_qkv width {mixed_qkv.shape[1]} does not fit 2*H*K + HV*V with "
-            f"K={K}, V={V}, HV={HV} and HV a multiple of H"
-        )
-    return H, HV, K, V
-
-
 def _gates_fp32(a, b, A_log, dt_bias):
     """The contract's gates in fp32 torch (only for FLA releases without in-kernel gates)."""
     x = a.float() + dt_bias.float()
@@ -196,7 +176,7 @@ def fla_decode(
     state_layout: str = "vk",
 ) -> None:
     """One decode step through FLA's fused recurrent gated delta rule (the contract)."""
-    H, HV, K, V = _dims(mixed_qkv, state, state_layout)
+    H, HV, K, V = _outside.dims(mixed_qkv, state, state_layout)
     B = mixed_qkv.shape[0]
     if B == 0:
         return

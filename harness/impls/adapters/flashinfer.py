@@ -151,9 +151,8 @@ def _fp32(p: torch.Tensor, allowed: tuple[torch.dtype, ...]) -> torch.Tensor:
 
 def _call(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, scale, use_qk_l2norm, layout):
     """Run FlashInfer on the pool; returns its output as ``[B, HV, V]``."""
-    if layout != "vk":
-        raise ValueError(f"state_layout: {LAYOUT_REASON}, got {layout!r}")
-    H, HV, K, V = _outside.dims_vk(mixed_qkv, state)
+    _outside.require_vk(layout, LAYOUT_REASON)
+    H, HV, K, V = _outside.dims(mixed_qkv, state)
     q, k, v = (_aligned(t).unsqueeze(1) for t in _outside.split_qkv(mixed_qkv, H, HV, K, V))
     output, _ = _op(
         q=q,

@@ -64,8 +64,7 @@ def sglang_packed_decode(
     state_layout: str = "vk",
 ) -> None:
     """The contract through SGLang's packed decode op (arguments renamed)."""
-    if state_layout != "vk":
-        raise ValueError(f"state_layout: {LAYOUT_REASON}, got {state_layout!r}")
+    _outside.require_vk(state_layout, LAYOUT_REASON)
     _packed_op(
         mixed_qkv=mixed_qkv,
         a=a,

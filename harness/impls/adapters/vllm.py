@@ -98,11 +98,6 @@ def unsupported(case: Any) -> str | None:
     return None
 
 
-def _check_layout(state_layout: str) -> None:
-    if state_layout != "vk":
-        raise ValueError(f"state_layout: {LAYOUT_REASON}, got {state_layout!r}")
-
-
 def _packed_decode(packed_op: Any) -> Any:
     def vllm_packed_decode(
         mixed_qkv: torch.Tensor,
@@ -119,7 +114,7 @@ def _packed_decode(packed_op: Any) -> Any:
         state_layout: str = "vk",
     ) -> None:
         """The contract through vLLM's packed decode op (arguments renamed)."""
-        _check_layout(state_layout)
+        _outside.require_vk(state_layout, LAYOUT_REASON)
         packed_op(
             mixed_qkv=mixed_qkv,
             a=a,
@@ -152,8 +147,8 @@ def _sigmoid_gating_decode(sigmoid_op: Any, pad: str) -> Any:
         state_layout: str = "vk",
     ) -> None:
         """The contract through vLLM's fused sigmoid-gating recurrent op."""
-        _check_layout(state_layout)
-        H, HV, K, V = _outside.dims_vk(mixed_qkv, state)
+        _outside.require_vk(state_layout, LAYOUT_REASON)
+        H, HV, K, V = _outside.dims(mixed_qkv, state)
         B = mixed_qkv.shape[0]
         if B == 0:
             return
