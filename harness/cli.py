@@ -201,7 +201,7 @@ def _run_selection(args: argparse.Namespace, specs: list[CaseSpec], device: str)
 
 def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
     from harness.impls.registry import load_implementation
-    from harness.report import ResultLog, run_dir, write_summaries
+    from harness.report import ResultLog, run_dir
     from harness.run.session import run_cases
 
     impl = load_implementation(args.impl).with_options(args.pad, args.pad_output)
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace, cases: list[CaseSpec], device: str) -> int:
     log = ResultLog(report_dir, fresh=True)
     with _partial_on_signal(report_dir, meta):
         statuses, skips, failed_results = _consume(args, results, log, len(cases))
-    return _finish(report_dir, meta, statuses, skips, failed_results, write_summaries)
+    return _finish(report_dir, meta, statuses, skips, failed_results)
 
 
 def _export_worker_options(args: argparse.Namespace) -> None:
@@ -296,8 +296,8 @@ def _partial_on_signal(report_dir: Path, meta: dict) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _finish(report_dir, meta, statuses, skips, failed, write_summaries) -> int:
-    from harness.report import failure_list
+def _finish(report_dir, meta, statuses, skips, failed) -> int:
+    from harness.report import failure_list, write_summaries
 
     c = write_summaries(report_dir, meta)["counts"]
     n_failed = c["failed"] + c["crashed"]

@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from harness.check.compare import DriftStats, ErrorStats
+from harness.core.conventions import Conventions
 from harness.core.spec import CaseSpec
 
 PASSED, FAILED, SKIPPED, CRASHED = "passed", "failed", "skipped", "crashed"
@@ -59,8 +60,8 @@ class CaseResult:
         """A one-line command that reruns exactly this case."""
         cmd = ["gdn-harness", "run", self.case.id, "--impl", self.impl]
         cmd += ["--baseline", self.baseline or "none", *self.rerun_flags]
-        for key, value in (self.conventions or {}).items():
-            cmd += [f"--{key.replace('_', '-')}", value]
+        if self.conventions:
+            cmd += Conventions(**self.conventions).as_options()
         return " ".join(shlex.quote(c) for c in cmd)
 
     def to_dict(self) -> dict:
