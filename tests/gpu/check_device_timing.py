@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.bench.cost import block_maker
 from harness.check import device as dev
 from harness.check import pool as check_pool
 from harness.check.device import ArrayDevice
@@ -63,28 +64,9 @@ def timing_sources(shape: dict, seed: int = 0):
 
 
 def timing_maker(acts, arrays: dict, device: ArrayDevice | None):
-    """make_block gathering rows ``chunk % 4`` from sources where the check runs."""
-    if device is not None:
-        with device.activate():
-            arrays = {k: device.put(v) for k, v in arrays.items()}
-
-    def make_block(chunk: np.ndarray, new_array) -> Block:
-        idx = chunk % 4
-        at = idx if device is None else device.put(idx)
-
-        def gather(name: str):
-            src = arrays[name]
-            dst = new_array((chunk.size, *src.shape[1:]))
-            dst[...] = src[at]
-            return dst
-
-        block = Block(
-            tuple(x[idx] for x in acts[:3]) + tuple(acts[3:]), chunk, chunk, gather("pre")
-        )
-        block.tested = [(gather("out"), gather("state")) for _ in range(2)]
-        return block
-
-    return make_block
+    """make_block gathering rows ``chunk % 4`` from sources where the check
+    runs: the bench's own (harness.bench.cost.block_maker)."""
+    return block_maker(acts, arrays, 4, device)
 
 
 def timed(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> float:
