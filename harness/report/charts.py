@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from harness.report import svg
 from harness.report.svg import esc
+from harness.report.text import fmt, sort_key
 
 MAX_ROWS = 128  # heatmap rows (slots) before slots are binned
 MAX_COLS = 64  # heatmap columns (heads) before heads are binned
@@ -22,26 +23,6 @@ MAX_BARS = 128  # head bars before heads are binned
 MAX_POINTS = 400  # drift points per series before downsampling
 NONFINITE = "#5a189a"  # Inf / NaN errors: off the scale, so off the colour map
 NOT_OVER = "#eef0f3"  # heatmap background: no element of the cell over its bound
-
-
-# --- numbers as results.jsonl holds them -----------------------------------------
-def num(x: object) -> float:
-    """A float from a results.jsonl value: non-finite ones arrive as strings."""
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def fmt(x: object) -> str:
-    v = num(x)
-    return f"{v:.3g}" if math.isfinite(v) else str(v)
-
-
-def sort_key(x: object) -> float:
-    """Ratios ordered with NaN as bad as Inf: both mean a broken element."""
-    v = num(x)
-    return math.inf if math.isnan(v) else v
 
 
 # --- heatmap of (slot, head) cells over their bound ---------------------------

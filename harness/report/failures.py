@@ -13,10 +13,11 @@ any other check groups identical messages over their steps.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from harness.report.text import fmt, sort_key
 
 MAX_MESSAGES = 4  # distinct messages shown per group of another check; the rest counted
 MAX_RANGES = 6  # step ranges written out before the list is summarised
@@ -53,24 +54,6 @@ class Group:
     @property
     def title(self) -> str:
         return f"[{self.check}] {self.who}"
-
-
-def num(x: object) -> float:
-    """A float from a results.jsonl value: non-finite ones arrive as strings."""
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _g(x: object) -> str:
-    v = num(x)
-    return f"{v:.3g}" if math.isfinite(v) else str(x)
-
-
-def _rank(x: object) -> float:
-    v = num(x)
-    return math.inf if math.isnan(v) else v
 
 
 def step_ranges(steps: Iterable[int]) -> str:
@@ -112,16 +95,16 @@ def _value_fact(quantity: str, stats: list[dict], multi: bool) -> Fact:
     """Over-tolerance counts at the first failing step, the worst element over all."""
     stats = sorted(stats, key=lambda s: int(s.get("step", 0)))
     first = stats[0]
-    worst = max(stats, key=lambda s: _rank(s.get("worst_ratio")))
+    worst = max(stats, key=lambda s: sort_key(s.get("worst_ratio")))
     count = f"{first.get('over')}/{first.get('n')} over tolerance"
     if first.get("nan") or first.get("inf"):
         count += f" ({first.get('nan')} NaN, {first.get('inf')} Inf)"
     text = f"{count} at step {first.get('step')}" if multi and len(stats) > 1 else count
     where = f"at step {worst.get('step')}, " if multi and len(stats) > 1 else "at "
-    text += f"; worst {_g(worst.get('worst_ratio'))}x bound {where}{worst.get('worst_at')}"
+    text += f"; worst {fmt(worst.get('worst_ratio'))}x bound {where}{worst.get('worst_at')}"
     if worst.get("worst_value"):
         got, want = worst["worst_value"]
-        text += f" (got {_g(got)}, want {_g(want)})"
+        text += f" (got {fmt(got)}, want {fmt(want)})"
     more = [f"tol {tolerance_text(first.get('tolerance'))}"]
     return Fact(quantity, [int(s.get("step", 0)) for s in stats], text, more)
 
@@ -131,7 +114,7 @@ def _drift_fact(quantity: str, found: list[tuple[int, re.Match[str]]], multi: bo
     step0, first = found[0]
     at = f" at step {step0}" if multi and len(found) > 1 else ""
     text = f"{first.group(2)}{at}, over {first.group(3)}"
-    stepw, worst = max(found, key=lambda f: _rank(f[1].group(2)))
+    stepw, worst = max(found, key=lambda f: sort_key(f[1].group(2)))
     if stepw != step0:
         text += f"; largest {worst.group(2)} at step {stepw}"
     return Fact(quantity, [s for s, _ in found], text)
@@ -222,13 +205,15 @@ def checks_failed(row: dict) -> str:
     """The checks that failed, in order, the value check with its worst ratio:
     ``values 9.7e+04x bound, drift`` or ``padding``."""
     names = list(dict.fromkeys(str(v.get("check")) for v in row.get("violations", [])))
-    worst = max((_rank(s.get("worst_ratio")) for s in _failing_stats(row).values()), default=None)
+    worst = max(
+        (sort_key(s.get("worst_ratio")) for s in _failing_stats(row).values()), default=None
+    )
     return ", ".join(
-        f"{c} {_g(worst)}x bound" if c == "values" and worst is not None else c for c in names
+        f"{c} {fmt(worst)}x bound" if c == "values" and worst is not None else c for c in names
     )
 
 
 def worst_ratio(row: dict) -> float:
     """The largest element error over its bound among the checked comparisons."""
-    vals = [_rank(s.get("worst_ratio")) for s in row.get("stats", []) if s.get("checked", True)]
+    vals = [sort_key(s.get("worst_ratio")) for s in row.get("stats", []) if s.get("checked", True)]
     return max(vals, default=0.0)

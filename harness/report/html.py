@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from harness.report.charts import drift_block, fmt, num, pick_stats, stat_figure
+from harness.report.charts import drift_block, pick_stats, stat_figure
 from harness.report.failures import checks_failed, group_violations, worst_ratio
 from harness.report.log import read_results
 from harness.report.svg import esc
+from harness.report.text import fmt, num
 
 REPORT_HTML = "report.html"
 STATUSES = ("failed", "crashed", "passed", "skipped")  # table order, as in the summaries

@@ -6,11 +6,14 @@ Markdown syntax. :func:`printable` writes every control character (but tab
 and newline), lone surrogate and non-character as a visible escape such as
 ``\\x1b``, so that no message can drive a terminal, make junit.xml or
 report.html ill-formed XML, or fail to encode as UTF-8. The Markdown helpers
-add the escaping of a GitHub-flavoured table cell on top.
+add the escaping of a GitHub-flavoured table cell on top. Numbers as
+results.jsonl holds them (non-finite ones as strings) are read and written
+by :func:`num`, :func:`fmt` and :func:`sort_key`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 # C0 but tab and newline, DEL, C1, lone surrogates, and the two non-characters
@@ -72,3 +75,22 @@ def md_code(s: object) -> str:
     fence = "`" * (1 + max((len(t) for t in _TICKS.findall(s)), default=0))
     pad = " " if s.startswith("`") or s.endswith("`") else ""
     return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def num(x: object) -> float:
+    """A float from a results.jsonl value: non-finite ones arrive as strings."""
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def fmt(x: object) -> str:
+    v = num(x)
+    return f"{v:.3g}" if math.isfinite(v) else str(v)
+
+
+def sort_key(x: object) -> float:
+    """Ratios ordered with NaN as bad as Inf: both mean a broken element."""
+    v = num(x)
+    return math.inf if math.isnan(v) else v
