@@ -37,7 +37,7 @@ def small_pool_case() -> CaseSpec:
 def test_graph_replay_patterns_fit_a_pool_smaller_than_the_batch():
     spec = small_pool_case()
     oracle = load_implementation("oracle")
-    run = _CaseRun(spec, oracle, None, "cpu", CaseResult(spec, "oracle", None), graph=True)
+    run = _CaseRun(spec, oracle, None, ("cpu", "cpu"), CaseResult(spec, "oracle", None), graph=True)
     for step in range(1, 2 * len(GRAPH_PATTERNS) + 1):
         run._replay_pattern(step)
         live = run.indices[run.indices >= 0]

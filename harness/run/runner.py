@@ -49,10 +49,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _host(t: torch.Tensor, new_array=host_array) -> np.ndarray:
-    return to_host(t, new_array)
-
-
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """The same elements as integers: bitwise equality, NaN payloads included."""
     return t.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
@@ -85,17 +81,20 @@ class _Participant:
 class _CaseRun:
     """The state of one running case; each method does one check."""
 
-    def __init__(self, spec: CaseSpec, impl, baseline, device: str, result, graph: bool):
+    def __init__(
+        self, spec: CaseSpec, impl, baseline, devices: tuple[str, str], result, graph: bool
+    ):
+        """``devices``: where the kernels run and where the check runs."""
         roles = [("impl", impl)] + ([("baseline", baseline)] if baseline is not None else [])
         self.null_slot = any(i.conventions.null_slot for _, i in roles)
         self.case = spec  # as written; ``spec`` below is what runs
         if self.null_slot:
             spec = inp_mod.for_null_slot(spec, grow=graph)
-        self.spec, self.device, self.result, self.graph = spec, device, result, graph
-        self.check_device = "cpu"
+        self.spec, self.result, self.graph = spec, result, graph
+        self.device, self.check_device = devices
         self.tol_out = resolve(spec.tol_out, spec.act_dtype, spec.K)
         self.tol_state = resolve(spec.tol_state, spec.state_dtype, spec.K)
-        self.base = inp_mod.build_inputs(spec, device)
+        self.base = inp_mod.build_inputs(spec, self.device)
         self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
         self._use_indices(inp_mod.slot_indices(spec))
         self.steps = max(spec.steps, GRAPH_REPLAYS) if graph else spec.steps
@@ -151,7 +150,7 @@ class _CaseRun:
 
     def _canonical(self, slots: torch.Tensor, new_array=host_array) -> np.ndarray:
         """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
-        return _host(self._oriented(slots), new_array)
+        return to_host(self._oriented(slots), new_array)
 
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
@@ -198,7 +197,7 @@ class _CaseRun:
         """``part``'s output rows and named slots for live rows ``chunk``, on the host."""
         rows = torch.as_tensor(self.live_rows[chunk], device=self.device)
         slots = self.live_slots_t[torch.as_tensor(chunk, device=self.device)]
-        out = _host(part.inputs.out[rows], new_array)
+        out = to_host(part.inputs.out[rows], new_array)
         return out, self._canonical(part.inputs.state[slots], new_array)
 
     def _stats(self, quantity: str, pair: str, step: int, tol: ElementTol) -> ErrorStats:
@@ -519,13 +518,11 @@ def run_case(
 def _run_body(spec: CaseSpec, impl, baseline, devices, graph: bool, result) -> None:
     """An error case's rejections, or every step of a case until all have crashed.
     ``devices``: where the kernels run and where the check runs."""
-    device, check_device = devices
     if spec.expect is not None:
         parts = [impl] + ([baseline] if baseline is not None and _validates(baseline) else [])
-        _expect_error(spec, parts, device, result)
+        _expect_error(spec, parts, devices[0], result)
         return
-    run = _CaseRun(spec, impl, baseline, device, result, graph)
-    run.check_device = check_device
+    run = _CaseRun(spec, impl, baseline, devices, result, graph)
     for step in range(run.steps):
         run.run_step(step)
         if not any(p.alive for p in run.parts):
