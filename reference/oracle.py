@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from reference.namespace import Array, array_namespace
 
 L2_EPS = 1e-6
@@ -63,8 +65,15 @@ def split_qkv(qkv: Array, H: int, HV: int, K: int, V: int):
 
 
 def _vecmat(xp, x: Array, M: Array) -> Array:
-    """``x [R, HV, K] @ M [R, HV, K, V] -> [R, HV, V]``, one vector-matrix product per head."""
-    return xp.einsum("rhk,rhkv->rhv", x, M)
+    """``x [R, HV, K] @ M [R, HV, K, V] -> [R, HV, V]``, one vector-matrix product per head.
+
+    The same product in either spelling; NumPy keeps its einsum, and other
+    modules get a batched matmul, which CuPy runs as one BLAS call where its
+    einsum takes a slower general path (docs/performance.md).
+    """
+    if xp is np:
+        return np.einsum("rhk,rhkv->rhv", x, M)
+    return xp.matmul(x[..., None, :], M)[..., 0, :]
 
 
 def gates(a: Array, b: Array, A_log: Array, dt_bias: Array):

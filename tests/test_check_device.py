@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from factories import spec as make_spec
-from test_step_check import _block, _plant, _same
+from test_step_check import _block, _plant
 
 from harness.check import device as dev
 from harness.check import pool as cp
@@ -62,6 +62,14 @@ def _bits_equal(got, want) -> None:
     assert got.tobytes() == want.tobytes()
 
 
+def _agrees(got, want, scale) -> None:
+    """Within float64 rounding of ``scale`` (the oracle's sum of absolute terms):
+    the device spells the vector-matrix products as matmul, NumPy as einsum."""
+    got = to_numpy(got)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.all(np.abs(got - want) <= 1e-13 * scale)
+
+
 # --- the namespace ----------------------------------------------------------------
 
 
@@ -95,29 +103,32 @@ def test_the_standin_refuses_what_cupy_refuses():
 
 @pytest.mark.parametrize("l2", [True, False])
 @pytest.mark.parametrize("heads", [None, slice(1, 3)])
-def test_the_oracle_on_the_device_is_numpy_bit_for_bit(counters, l2, heads):
+def test_the_oracle_on_the_device_agrees_with_numpy(counters, l2, heads):
     acts, S = _rng_inputs()
     if heads is not None:
         S = S[:, heads]
     kw = dict(H=2, scale=0.3, use_qk_l2norm=l2, with_magnitude=True, heads=heads)
     want = decode_rows(*acts, S, **kw)
     got = decode_rows(*(xp.asarray(x) for x in acts), xp.asarray(S), **kw)
-    for name in ("out", "state", "out_mag", "state_mag"):
-        assert array_namespace(getattr(got, name)) is xp
-        _bits_equal(getattr(got, name), getattr(want, name))
+    for name, scale in (("out", "out_mag"), ("state", "state_mag")):
+        for x in (name, scale):
+            assert array_namespace(getattr(got, x)) is xp
+            _agrees(getattr(got, x), getattr(want, x), getattr(want, scale))
     assert counters.downloads == 4  # only the comparisons above came back
 
 
 def test_the_oracle_takes_host_activations_to_the_state_s_device():
     acts, S = _rng_inputs(1)
     want = decode_rows(*acts, S, H=2, scale=0.25)
-    got = decode_rows(*acts, xp.asarray(S), H=2, scale=0.25)
-    _bits_equal(got.state, want.state)
+    got = decode_rows(*acts, xp.asarray(S), H=2, scale=0.25, with_magnitude=True)
+    _agrees(
+        got.state, want.state, decode_rows(*acts, S, H=2, scale=0.25, with_magnitude=True).state_mag
+    )
 
 
 @pytest.mark.parametrize("layout", ["vk", "kv"])
 @pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
-def test_decode_step_on_the_device_is_numpy_bit_for_bit(counters, layout, chunk_bytes):
+def test_decode_step_on_the_device_agrees_with_numpy(counters, layout, chunk_bytes):
     (qkv, a, b, A_log, dt_bias), _ = _rng_inputs(2)
     rng = np.random.default_rng(3)
     N, HV, K, V = 7, 4, 16, 8
@@ -131,8 +142,8 @@ def test_decode_step_on_the_device_is_numpy_bit_for_bit(counters, layout, chunk_
     counters.reset()
     decode_step(*on_dev, **kw)
     assert counters.downloads == 0
-    _bits_equal(on_dev[5], host[5])
-    _bits_equal(on_dev[7], host[7])
+    for got, want in ((on_dev[5], host[5]), (on_dev[7], host[7])):  # float32 results
+        assert np.all(np.abs(to_numpy(got) - want) <= np.spacing(np.abs(want)))
 
 
 # --- bounds and statistics ------------------------------------------------------------
@@ -229,6 +240,21 @@ def _stats_dicts(stats: list[ErrorStats]) -> list[dict]:
     return [{k: v for k, v in s.to_dict().items() if k not in SUMS} for s in stats]
 
 
+def _close_stats(got: list[ErrorStats], want: list[ErrorStats]) -> None:
+    """The same statistics but for float64 rounding: the device's oracle spells
+    its vector-matrix products as matmul, NumPy's as einsum."""
+    for g, w in zip(_stats_dicts(got), _stats_dicts(want), strict=True):
+        assert g.keys() == w.keys()
+        for key, value in w.items():
+            if key == "cells":
+                assert [c[:2] for c in g[key]] == [c[:2] for c in value]
+                assert [c[2] for c in g[key]] == pytest.approx([c[2] for c in value], rel=1e-9)
+            elif isinstance(value, (float, list, dict)) and key != "tolerance":
+                assert g[key] == pytest.approx(value, rel=1e-9, abs=1e-7), key
+            else:
+                assert g[key] == value, key
+
+
 # budgets: whole rows in a piece and one block; a head per piece and a row per block
 @pytest.mark.parametrize("budget", [2**24, 2 * 12 * 64 * 48 * 8])
 def test_a_step_on_the_device_gives_the_host_s_verdicts(monkeypatch, counters, budget):
@@ -240,9 +266,7 @@ def test_a_step_on_the_device_gives_the_host_s_verdicts(monkeypatch, counters, b
     counters.reset()
     device = dataclasses.replace(STANDIN, budget=budget)
     got = cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole), device=device)
-    assert _stats_dicts(got) == _stats_dicts(want)
-    for g, w in zip(got, want, strict=True):
-        _same(g, w)
+    _close_stats(got, want)
     assert [s.ok for s in got] == [False, False, True, False, True, False]  # pair: the NaN
     assert str(got[1].worst_at) == "row 2 slot 101 head 2 k=5 v=6" and got[1].nan == 1
     assert str(got[3].worst_at) == "row 8 slot 104 head 3 k=10 v=7"
@@ -318,7 +342,7 @@ def test_the_runner_s_cases_check_on_the_device_as_on_the_host(monkeypatch, coun
     assert calls and counters.uploads and counters.peak_bytes >= 3 * 4 * 32 * 24 * 4
     assert here.status == there.status == "failed"
     assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
-    assert _stats_dicts(here.stats) == _stats_dicts(there.stats)
+    _close_stats(here.stats, there.stats)
     want = [getattr(s, k) for s in here.stats for k in SUMS]
     assert [getattr(s, k) for s in there.stats for k in SUMS] == pytest.approx(want, rel=1e-12)
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from reference.namespace import Array, array_namespace, to_numpy
+
+if TYPE_CHECKING:
+    from harness.check.cells import CellStats
 
 MAX_CELLS = 65536
 
@@ -126,6 +130,47 @@ class ErrorStats:
         self._track("max_rel", rel, rows, slots, head0)
         if ratio is not None:
             self._add_ratio(ratio, x, ref, rows, slots, head0)
+
+    def add_cells(self, cs: CellStats, shape: tuple[int, ...], rows, slots, head0: int = 0) -> None:
+        """Fold in a piece of ``shape`` (``[R, h, V]`` or ``[R, h, K, V]``) given as
+        per-cell stats (``harness.check.cells``): the same result as ``add`` on
+        its arrays, but for the rounding order of the sums of squares."""
+        size = math.prod(shape)
+        if size == 0:
+            return
+        self.n += size
+        self.nan += int(cs.nan.sum())
+        self.inf += int(cs.inf.sum())
+        self.err_sq += float(cs.err_sq.sum())
+        self.ref_sq += float(cs.ref_sq.sum())
+        place = (shape, rows, slots, head0)
+        self._keep("max_abs", "max_abs_at", cs.max_abs, cs.max_abs_at, place)
+        self._keep("max_rel", "max_rel_at", cs.max_rel, cs.max_rel_at, place)
+        if cs.worst is None:
+            return
+        self.rounded_inf += int(cs.rounded_inf.sum())
+        per_cell = cs.worst.reshape(shape[:2])
+        if per_cell.max() > 1.0:
+            self.over += int(cs.over.sum())
+            self._track_cells(per_cell, slots, head0)
+        cell = self._keep("worst_ratio", "worst_at", cs.worst, cs.worst_at, place)
+        if cell is not None:
+            self.worst_value = (float(cs.worst_x[cell]), float(cs.worst_ref[cell]))
+        for h, r in enumerate(per_cell.max(axis=0).tolist(), start=head0):
+            self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
+
+    def _keep(self, attr: str, loc_attr: str, best, at, place) -> int | None:
+        """``_track`` from per-cell maxima ``best`` at in-cell indices ``at``:
+        the cell that now holds the maximum, or None when it did not change."""
+        shape, rows, slots, head0 = place
+        cell = int(np.argmax(best))
+        value = float(best[cell])
+        if value <= getattr(self, attr) and getattr(self, loc_attr) is not None:
+            return None
+        flat = cell * (math.prod(shape) // best.size) + int(at[cell])
+        setattr(self, attr, value)
+        setattr(self, loc_attr, _locate(shape, flat, rows, slots, head0))
+        return cell
 
     def _add_ratio(self, ratio: Array, x, ref, rows, slots, head0: int) -> None:
         xp = array_namespace(ratio)

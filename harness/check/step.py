@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.check.cells import cell_stats
 from harness.check.compare import ErrorStats, relative_floor
 from harness.check.tolerance import ElementTol
-from reference.namespace import Array
+from reference.namespace import Array, array_namespace
 from reference.oracle import decode_rows
 
 PIECE_BYTES = 2**19  # float64 state of one piece
@@ -91,6 +92,10 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
         with_magnitude=True,
         heads=heads,
     )
+    rows, slots = block.rows[r], block.slots[r]
+    if array_namespace(ref.state) is not np:
+        _piece_by_cells(ctx, block, (r, heads), ref, stats)
+        return
     refs = (ref.out, ref.state)
     bounds = (
         ctx.tol_out.bound(ref.out, ref.out_mag),
@@ -98,7 +103,6 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
     )
     floors = tuple(relative_floor(x) for x in refs)
     overflows = (ctx.tol_out.overflow, ctx.tol_state.overflow)
-    rows, slots = block.rows[r], block.slots[r]
     for i, tested in enumerate(block.tested):
         for j in range(2):
             stats[2 * i + j].add(
@@ -115,6 +119,20 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
         for j in range(2):
             x, y = block.tested[0][j][r, heads], block.tested[1][j][r, heads]
             stats[4 + j].add(x, y, None, rows, slots, heads.start)
+
+
+def _piece_by_cells(ctx: StepContext, block: Block, piece, ref, stats) -> None:
+    """``piece_stats`` for device arrays: one pass per quantity and pair
+    (``harness.check.cells``) instead of a dozen."""
+    r, heads = piece
+    where = (block.rows[r], block.slots[r], heads.start)
+    quantities = ((ref.out, ref.out_mag, ctx.tol_out), (ref.state, ref.state_mag, ctx.tol_state))
+    for j, (want, mag, tol) in enumerate(quantities):
+        xs = [tested[j][r, heads] for tested in block.tested]
+        for i, cs in enumerate(cell_stats(xs, want, mag, tol)):
+            stats[2 * i + j].add_cells(cs, want.shape, *where)
+        if len(xs) == 2:  # implementation vs implementation: reported, not checked
+            stats[4 + j].add_cells(cell_stats(xs[:1], xs[1], None, None)[0], want.shape, *where)
 
 
 Piece = tuple[slice, slice]

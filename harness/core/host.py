@@ -24,14 +24,13 @@ def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = 
     into memory shared with its worker processes, or into a GPU array (any
     array torch can view through DLPack) when the check runs on the device.
     """
-    t = t.detach().float().contiguous()
     if new_array is None:
-        return t.cpu().numpy()
+        return t.detach().float().contiguous().cpu().numpy()
     import torch
 
     dst = new_array(tuple(t.shape))
     view = torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
-    view.copy_(t)
+    view.copy_(t.detach())  # one pass: the cast and the layout change happen in the copy
     return dst
 
 

@@ -285,6 +285,7 @@ FUNCTIONS = [
     "add",
     "all",
     "any",
+    "arange",
     "argmax",
     "bitwise_and",
     "count_nonzero",
