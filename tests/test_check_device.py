@@ -388,3 +388,29 @@ def _cupy_importable() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("cupy") is not None
+
+
+def test_the_drift_check_runs_on_the_device_as_on_the_host(monkeypatch, counters):
+    """The exact trajectory kept on the device: the same drift figures and drift
+    violations as on the host, and the trajectory never comes back whole."""
+    from harness.impls.registry import load_implementation
+    from harness.run import runner
+    from harness.run.runner import run_case
+
+    if str(ROOT) not in sys.path:
+        monkeypatch.syspath_prepend(str(ROOT))
+    case = make_spec(B=5, H=2, HV=4, K=16, V=16, pool=7, steps=3, slots={"padding": "first"})
+    impl = load_implementation("tests.planted.bugs:beta_bf16")
+    base = load_implementation("oracle")
+    here = run_case(case, impl, base, "cpu")
+    monkeypatch.setattr(runner, "device_for_size", lambda device, elems: STANDIN)
+    counters.reset()
+    there = run_case(case, impl, base, "cpu")
+    assert counters.uploads and counters.largest_download <= 4 * 16 * 16 * 8
+    assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
+    assert any(v.check == "drift" for v in there.violations)
+    assert len(here.drift) == len(there.drift) == 2 * 3
+    for h, t in zip(here.drift, there.drift, strict=True):
+        assert (h.who, h.step) == (t.who, t.step)
+        for key in ("state_max_abs", "state_rel_rms", "out_max_abs", "out_rel_rms"):
+            assert getattr(t, key) == pytest.approx(getattr(h, key), rel=1e-9, abs=1e-15), key

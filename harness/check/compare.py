@@ -366,6 +366,12 @@ class DriftStats:
         return {k: _finite(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+def max_abs(x: Array) -> float:
+    """max |x| (0 for an empty array), in the array's own module."""
+    xp = array_namespace(x)
+    return float(xp.abs(x).max()) if x.size else 0.0
+
+
 def rel_rms(x: Array, ref: Array) -> float:
     """||x - ref|| / ||ref|| (the RMS error ratio), in the arrays' own module."""
     xp = array_namespace(x, ref)

@@ -160,6 +160,14 @@ def device_for(device: str | ArrayDevice) -> ArrayDevice | None:
     return ArrayDevice(cupy, int(index) if index else None)
 
 
+def device_for_size(device: str | ArrayDevice, elems: int) -> ArrayDevice | None:
+    """Where a check of ``elems`` state elements runs: the device ``device``
+    names, or the host (None) for the CPU and for checks too small to pay
+    the GPU's per-call overhead."""
+    target = device_for(device)
+    return target if target is not None and elems >= DEVICE_MIN_ELEMS else None
+
+
 # --- checking a step ----------------------------------------------------------------
 
 

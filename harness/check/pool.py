@@ -388,8 +388,8 @@ def check_blocks(
     steps below ``DEVICE_MIN_ELEMS`` stay on the host) or an ``ArrayDevice``.
     """
     HV, K, V = shape
-    target = check_device.device_for(device)
-    if target is not None and total_rows * HV * K * V >= check_device.DEVICE_MIN_ELEMS:
+    target = check_device.device_for_size(device, total_rows * HV * K * V)
+    if target is not None:
         return check_device.check_on_device(ctx, total_rows, tested, shape, make_block, target)
     if total_rows * HV * K * V < POOL_MIN_ELEMS or default_workers() < 2:
         return _check_here(ctx, total_rows, tested, shape, make_block)

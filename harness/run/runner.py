@@ -10,6 +10,7 @@ from it, checked against the baseline's own drift.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 
 from harness import inputs as inp_mod
-from harness.check.compare import DriftStats, ErrorStats, rel_rms, saturate_overflow
-from harness.check.device import resolve_check_device
+from harness.check.compare import DriftStats, ErrorStats, max_abs, rel_rms, saturate_overflow
+from harness.check.device import device_for_size, resolve_check_device
 from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into
 from harness.check.tolerance import ElementTol, resolve
@@ -35,6 +36,7 @@ from harness.core.tiers import tier_unrunnable
 from harness.impls.registry import Implementation
 from harness.run.result import CRASHED, FAILED, SKIPPED, CaseResult, Violation
 from harness.run.torchstate import guarded
+from reference.namespace import Array, array_namespace
 from reference.oracle import decode_rows
 
 DRIFT_MAX_BYTES = 2 * 2**30  # exact trajectory kept only below this (float64)
@@ -98,10 +100,12 @@ class _CaseRun:
         self.parts = [_Participant(r, i, self.base.clone()) for r, i in roles]
         self._use_indices(inp_mod.slot_indices(spec))
         self.steps = max(spec.steps, GRAPH_REPLAYS) if graph else spec.steps
-        self.exact: np.ndarray | None = None
-        state_bytes = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V * 8
-        if self.steps > 1 and state_bytes <= DRIFT_MAX_BYTES and not graph:
-            self.exact = self._canonical(self.base.state[self.live_slots_t])
+        self.exact = None  # the exact float64 trajectory, on the host or the check device
+        elems = max(1, self.live_rows.size) * spec.HV * spec.K * spec.V
+        self.drift_device = device_for_size(self.check_device, elems)
+        if self.steps > 1 and elems * 8 <= DRIFT_MAX_BYTES and not graph:
+            with self._on_drift_device() as new_array:
+                self.exact = self._canonical(self.base.state[self.live_slots_t], new_array)
 
     def _use_indices(self, indices: list[int]) -> None:
         idx = np.asarray(indices, dtype=np.int64)
@@ -151,6 +155,17 @@ class _CaseRun:
     def _canonical(self, slots: torch.Tensor, new_array=host_array) -> np.ndarray:
         """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
         return to_host(self._oriented(slots), new_array)
+
+    @contextlib.contextmanager
+    def _on_drift_device(self):
+        """Inside: the drift check's device is current; yields its ``new_array``."""
+        dev = self.drift_device
+        if dev is None:
+            yield host_array
+            return
+        with dev.activate():
+            yield dev.empty
+            dev.synchronize()
 
     def _violate(self, check: str, who: str, step: int | None, message: str) -> None:
         self.result.violations.append(Violation(check, who, step, message))
@@ -364,6 +379,12 @@ class _CaseRun:
         )
 
     def _check_drift(self, alive: list[_Participant], acts, step: int) -> None:
+        with self._on_drift_device() as new_array:
+            self._drift_step(alive, acts, step, new_array)
+
+    def _drift_step(self, alive: list[_Participant], acts, step: int, new_array) -> None:
+        """The exact trajectory one step on, each participant's drift from it
+        and the drift budget, in the module of the trajectory's arrays."""
         qkv, a, b, A_log, dt_bias = acts
         rows = self.live_rows
         ref = decode_rows(
@@ -380,7 +401,7 @@ class _CaseRun:
         self.exact = ref.state
         drifts = {}
         for p in alive:
-            out, st = self._tested(p, np.arange(rows.size))
+            out, st = self._tested(p, np.arange(rows.size), new_array)
             out, st = (
                 _saturated(out, ref.out, self.tol_out),
                 _saturated(st, ref.state, self.tol_state),
@@ -388,9 +409,9 @@ class _CaseRun:
             d = DriftStats(
                 who=p.impl.spec,
                 step=step,
-                state_max_abs=float(np.max(np.abs(st - ref.state), initial=0.0)),
+                state_max_abs=max_abs(st - ref.state),
                 state_rel_rms=rel_rms(st, ref.state),
-                out_max_abs=float(np.max(np.abs(out - ref.out), initial=0.0)),
+                out_max_abs=max_abs(out - ref.out),
                 out_rel_rms=rel_rms(out, ref.out),
             )
             self.result.drift.append(d)
@@ -404,7 +425,7 @@ class _CaseRun:
             ("out", d.out_max_abs, base.out_max_abs, self.tol_out, ref.out),
         )
         for name, got, theirs, tol, r in checks:
-            floor = DTYPES[tol.dtype].eps * float(np.max(np.abs(r), initial=0.0))
+            floor = DTYPES[tol.dtype].eps * max_abs(r)
             budget = tol.drift_factor * (theirs + floor)
             if not got <= budget:
                 self._violate(
@@ -417,11 +438,11 @@ class _CaseRun:
                 )
 
 
-def _saturated(x: np.ndarray, ref: np.ndarray, tol: ElementTol) -> np.ndarray:
+def _saturated(x: Array, ref: Array, tol: ElementTol) -> Array:
     """``x`` with every Inf of the exact value's sign moved to the overflow edge
     (or to the exact value beyond it), so that drift measures the distance and
     the drift budget judges it; an Inf of the other sign stays infinite."""
-    if np.isfinite(x).all():
+    if bool(array_namespace(x).isfinite(x).all()):
         return x
     return saturate_overflow(x, ref, np.inf, tol.overflow)[0]
 

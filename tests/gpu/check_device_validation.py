@@ -18,6 +18,9 @@ Parts (``--parts`` picks some):
   runner    ``run_case`` with the check on each device: planted bugs, the
             packed kernel against the baseline, the fp16 overflow regression;
             identical statuses, violations and statistics.
+  cells     the CUDA kernel of harness.check.cells against the same rule in
+            NumPy's API on the same device arrays: identical per-cell
+            maxima, locations and counts (tests/gpu/check_device_cells.py).
   timing    the check of one B=1024, HV=64, K=V=128 step on each device (the
             CPU times 128 rows over its check workers and scales), a small and
             a mid-sized step, and where the GPU's time goes. Target: <= 0.1 s.
@@ -51,6 +54,7 @@ for _p in (ROOT, ROOT / "tests", ROOT / "tests" / "gpu"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from check_device_cells import part_cells  # noqa: E402  (tests/gpu)
 from check_device_timing import device_min_elems, part_timing  # noqa: E402  (tests/gpu)
 
 from harness.check import device as dev  # noqa: E402
@@ -63,7 +67,7 @@ from harness.core.spec import CaseSpec, LayoutSpec, SlotSpec, Tolerance, ValueSp
 from reference.namespace import to_numpy  # noqa: E402
 from reference.oracle import decode_rows, decode_step, to_kv  # noqa: E402
 
-PARTS = ("oracle", "verdicts", "runner", "timing")
+PARTS = ("oracle", "verdicts", "runner", "cells", "timing")
 DTYPES = ("fp32", "bf16", "fp16")
 LAYOUTS = ("vk", "kv")
 PADDINGS = ("none", "all", "alternate", "first", "last", "random")
@@ -586,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         "oracle": part_oracle,
         "verdicts": part_verdicts,
         "runner": part_runner,
+        "cells": part_cells,
         "timing": part_timing,
     }
     for part in parts:

@@ -288,6 +288,7 @@ FUNCTIONS = [
     "arange",
     "argmax",
     "bitwise_and",
+    "concatenate",
     "count_nonzero",
     "divide",
     "einsum",
