@@ -38,7 +38,8 @@ def test_every_part_passes_with_the_standin(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "-> PASS" in proc.stdout and "[ERROR]" not in proc.stdout
     records = json.loads(out.read_text())
-    assert set(records) == {"oracle", "verdicts", "runner", "timing"}
+    assert set(records) == {"oracle", "verdicts", "runner", "cells", "timing"}
+    assert len(records["cells"]) >= 40 and all(not r.get("fails") for r in records["cells"])
     assert len(records["oracle"]) == 9 and all(not r.get("fails") for r in records["oracle"])
     assert any("systematic" in r["name"] for r in records["verdicts"])
     assert "step" in proc.stdout and "speedup" in proc.stdout  # the timing table

@@ -186,18 +186,20 @@ _OUT_I = ("max_abs_at", "max_rel_at", "worst_at", "over", "nan", "inf", "rounded
 _SOURCE = r"""
 #define FULL 0xffffffffu
 #define INF_D __longlong_as_double(0x7ff0000000000000LL)
-#define NO_INDEX 0x7fffffffffffffffLL
 
-struct Acc {
+#define UNROLL 4
+#define NO_INDEX 0x7fffffff
+
+struct Acc {  // one thread's, then one warp's, then the cell's (indices inside the cell)
     double max_abs, max_rel, worst, worst_x, worst_ref, err_sq;
-    long long i_abs, i_rel, i_worst, over, nan, inf, rinf;
+    int i_abs, i_rel, i_worst, over, nan, inf, rinf;
 };
 
-__device__ __forceinline__ bool better(double v, long long i, double bv, long long bi) {
+__device__ __forceinline__ bool better(double v, int i, double bv, int bi) {
     return v > bv || (v == bv && i < bi);
 }
 
-__device__ __forceinline__ void keep(double& bv, long long& bi, double v, long long i) {
+__device__ __forceinline__ void keep(double& bv, int& bi, double v, int i) {
     if (better(v, i, bv, bi)) { bv = v; bi = i; }
 }
 
@@ -253,11 +255,64 @@ __device__ __forceinline__ double sign_of(double v) {
     return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : (v == 0.0 ? 0.0 : v));
 }
 
+struct Bound { double ulps, c32, tiny, threshold; long long min_e, mant; };
+
+template <int T, bool BOUND>
+__device__ __forceinline__ void visit(
+    Acc (&acc)[T], double& ref_sq, const double r, const double m, double (&xs)[T], const int e,
+    const Bound& p)
+{
+    if (isfinite(r)) ref_sq = __dadd_rn(ref_sq, __dmul_rn(r, r));
+    double b = 0.0;
+    if (BOUND) {
+        b = ulp_of(r, p.min_e, p.mant);
+        if (p.ulps != 1.0) b = __dmul_rn(b, p.ulps);
+        b = __dadd_rn(b, __dmul_rn(p.c32, m));
+        b = __dadd_rn(b, p.tiny);
+    }
+    const double floor = isnan(r) ? r : fmax(fabs(r), 2.2250738585072014e-308);
+    #pragma unroll
+    for (int t = 0; t < T; ++t) {
+        double x = xs[t];
+        if (BOUND && isinf(x) && isfinite(r) && sign_of(x) == sign_of(r)
+            && __dadd_rn(fabs(r), b) >= p.threshold) {
+            x = sign_of(r) * fmax(p.threshold, fabs(r));
+            acc[t].rinf += 1;
+        }
+        const bool xnan = isnan(x), rnan = isnan(r);
+        double err;
+        if (xnan && rnan) {
+            err = 0.0;
+        } else if ((xnan && !rnan) || (isinf(x) && !isinf(r))) {
+            err = INF_D;
+            acc[t].nan += (xnan && !rnan);
+            acc[t].inf += (isinf(x) && !isinf(r));
+        } else {
+            err = (x == r) ? 0.0 : fabs(__dsub_rn(x, r));
+            if (isnan(err)) err = INF_D;
+        }
+        if (isfinite(err)) acc[t].err_sq = __dadd_rn(acc[t].err_sq, __dmul_rn(err, err));
+        double rel = __ddiv_rn(err, floor);
+        if (isnan(rel)) rel = INF_D;
+        keep(acc[t].max_abs, acc[t].i_abs, err, e);
+        keep(acc[t].max_rel, acc[t].i_rel, rel, e);
+        if (BOUND) {
+            double ratio = (err == 0.0) ? 0.0 : __ddiv_rn(err, b);
+            if (isnan(ratio)) ratio = INF_D;
+            acc[t].over += (ratio > 1.0);
+            if (better(ratio, e, acc[t].worst, acc[t].i_worst)) {
+                acc[t].worst = ratio; acc[t].i_worst = e;
+                acc[t].worst_x = x; acc[t].worst_ref = r;
+            }
+        }
+    }
+}
+
 template <typename TX, typename TR, int T, bool BOUND>
-__global__ void cell_stats(
+__global__ void __launch_bounds__(256) cell_stats(
     const TX* __restrict__ x0, const TX* __restrict__ x1, long long xs_row, long long xs_head,
     const TR* __restrict__ ref, const double* __restrict__ mag, long long rs_row, long long rs_head,
-    int heads, long long E,
+    int heads, int E,
     double ulps, double c32, double tiny, long long min_e, long long mant, double threshold,
     double* __restrict__ fout, long long* __restrict__ iout)
 {
@@ -265,54 +320,28 @@ __global__ void cell_stats(
     const long long row = cell / heads, head = cell % heads;
     const long long xo = row * xs_row + head * xs_head, ro = row * rs_row + head * rs_head;
     const TX* xs[2] = {x0 + xo, x1 + xo};
+    const Bound p = {ulps, c32, tiny, threshold, min_e, mant};
     Acc acc[T];
+    #pragma unroll
     for (int t = 0; t < T; ++t) init(acc[t]);
     double ref_sq = 0.0;
-    for (long long e = threadIdx.x; e < E; e += blockDim.x) {
-        const double r = (double)ref[ro + e];
-        if (isfinite(r)) ref_sq = __dadd_rn(ref_sq, __dmul_rn(r, r));
-        double b = 0.0;
-        if (BOUND) {
-            b = ulp_of(r, min_e, mant);
-            if (ulps != 1.0) b = __dmul_rn(b, ulps);
-            b = __dadd_rn(b, __dmul_rn(c32, mag[ro + e]));
-            b = __dadd_rn(b, tiny);
-        }
-        const double floor = isnan(r) ? r : fmax(fabs(r), 2.2250738585072014e-308);
+    // UNROLL elements per thread are loaded before any is visited: loads in flight
+    for (int base = threadIdx.x; base < E; base += UNROLL * blockDim.x) {
+        double rv[UNROLL], mv[UNROLL], xv[UNROLL][T];
         #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            double x = (double)xs[t][e];
-            if (BOUND && isinf(x) && isfinite(r) && sign_of(x) == sign_of(r)
-                && __dadd_rn(fabs(r), b) >= threshold) {
-                x = sign_of(r) * fmax(threshold, fabs(r));
-                acc[t].rinf += 1;
+        for (int u = 0; u < UNROLL; ++u) {
+            const int e = base + u * blockDim.x;
+            if (e < E) {
+                rv[u] = (double)ref[ro + e];
+                mv[u] = BOUND ? mag[ro + e] : 0.0;
+                #pragma unroll
+                for (int t = 0; t < T; ++t) xv[u][t] = (double)xs[t][e];
             }
-            const bool xnan = isnan(x), rnan = isnan(r);
-            double err;
-            if (xnan && rnan) {
-                err = 0.0;
-            } else if ((xnan && !rnan) || (isinf(x) && !isinf(r))) {
-                err = INF_D;
-                acc[t].nan += (xnan && !rnan);
-                acc[t].inf += (isinf(x) && !isinf(r));
-            } else {
-                err = (x == r) ? 0.0 : fabs(__dsub_rn(x, r));
-                if (isnan(err)) err = INF_D;
-            }
-            if (isfinite(err)) acc[t].err_sq = __dadd_rn(acc[t].err_sq, __dmul_rn(err, err));
-            double rel = __ddiv_rn(err, floor);
-            if (isnan(rel)) rel = INF_D;
-            keep(acc[t].max_abs, acc[t].i_abs, err, e);
-            keep(acc[t].max_rel, acc[t].i_rel, rel, e);
-            if (BOUND) {
-                double ratio = (err == 0.0) ? 0.0 : __ddiv_rn(err, b);
-                if (isnan(ratio)) ratio = INF_D;
-                acc[t].over += (ratio > 1.0);
-                if (better(ratio, e, acc[t].worst, acc[t].i_worst)) {
-                    acc[t].worst = ratio; acc[t].i_worst = e;
-                    acc[t].worst_x = x; acc[t].worst_ref = r;
-                }
-            }
+        }
+        #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int e = base + u * blockDim.x;
+            if (e < E) visit<T, BOUND>(acc, ref_sq, rv[u], mv[u], xv[u], e, p);
         }
     }
     __shared__ Acc shared[T][32];
@@ -393,7 +422,7 @@ def _cell_stats_cuda(cp, tested, ref, mag, tol) -> list[CellStats]:
     args = (
         x0, x1, np.int64(xs_row), np.int64(xs_head),
         r, m, np.int64(rs_row), np.int64(rs_head),
-        np.int32(h), np.int64(E),
+        np.int32(h), np.int32(E),
         np.float64(p.ulps), np.float64(p.c32), np.float64(FP32_TINY),
         np.int64(p.min_exponent), np.int64(p.mantissa), np.float64(p.threshold),
         fout, iout,

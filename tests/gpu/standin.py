@@ -315,6 +315,7 @@ FUNCTIONS = [
     "subtract",
     "sum",
     "swapaxes",
+    "take",
     "true_divide",
     "vdot",
     "where",
