@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import re
 import shlex
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from hypothesis import Verbosity, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness import cases as case_mod
 from harness.core import options
@@ -41,6 +43,7 @@ from harness.core.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from harness.core.spec import CaseSpec
 from harness.core.tiers import TIERS, tier_unrunnable
 from harness.fuzz import profiles
+from harness.fuzz.families import families, family_pool, pool_dir
 from harness.fuzz.strategies import case_specs, describe
 from harness.impls.registry import Implementation, ImplError, load_implementation
 from harness.report import console_failure
@@ -77,6 +80,12 @@ class FuzzOptions:
     tier: str = "cpu"
     device: str | None = None
     quiet: bool = False
+    families: int | None = None  # pool size (harness.fuzz.families); None: the profile's
+    family_seed: int = 0
+    jobs: int = 1  # parallel fuzz processes (harness.fuzz.jobs)
+    job: int | None = None  # this process's index among them
+    stop_file: Path | None = None  # generation stops once this file exists
+    report_json: Path | None = None  # where the report is written as JSON
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,20 @@ class FuzzReport:
     @property
     def failed(self) -> bool:
         return self.minimal is not None
+
+    def summary(self) -> dict:
+        """Counts and outcome as plain data (``--report-json``)."""
+        return {
+            "examples": self.examples,
+            "generated": self.generated,
+            "elapsed_s": self.elapsed_s,
+            "seed": self.seed_text,
+            "stop_reason": self.stop_reason,
+            "failed": self.failed,
+            "saved": None if self.saved is None else str(self.saved),
+            "reproduced": self.reproduced,
+            "notes": self.notes,
+        }
 
 
 def impl_file_part(spec: str) -> str:
@@ -168,6 +191,12 @@ class Fuzzer:
     def _base(self) -> settings:
         return profiles.get_settings(self.opts.profile)
 
+    @property
+    def pool_size(self) -> int:
+        if self.opts.families is not None:
+            return self.opts.families
+        return profiles.FAMILY_POOLS.get(self.opts.profile, 0)
+
     def _seed_plan(self) -> tuple[int | None, str]:
         if self.opts.seed is not None:
             return self.opts.seed, str(self.opts.seed)
@@ -191,6 +220,9 @@ class Fuzzer:
             kwargs["max_examples"] = self.opts.max_examples
         if self.seed is not None:
             kwargs["derandomize"] = False
+        if self.pool_size and isinstance(base.database, DirectoryBasedExampleDatabase):
+            sub = pool_dir(self.opts.tier, self.opts.family_seed, self.pool_size)
+            kwargs["database"] = DirectoryBasedExampleDatabase(base.database.path / sub)
         return settings(base, **kwargs)
 
     def budget(self) -> float | None:
@@ -205,6 +237,8 @@ class Fuzzer:
         shrinking = self.shrink_end is not None
         if not shrinking and self.generate_end is not None and now > self.generate_end:
             raise BudgetSpent
+        if not shrinking and self.opts.stop_file is not None and self.opts.stop_file.exists():
+            raise BudgetSpent  # another job found a failure
         self.report.examples += 1
         if not shrinking:
             self.report.generated += 1
@@ -266,7 +300,8 @@ class Fuzzer:
         )
 
     def _say(self, text: str) -> None:
-        print(f"fuzz: {text}", file=self.stream, flush=True)
+        who = "fuzz" if self.opts.job is None else f"fuzz[{self.opts.job}]"
+        print(f"{who}: {text}", file=self.stream, flush=True)
 
     # --- the run ---------------------------------------------------------------
     def _test(self):
@@ -275,7 +310,9 @@ class Fuzzer:
 
         # Separate example-database entries (and derandomized sequences) per implementation.
         fuzz_case._hypothesis_internal_add_digest = self.impl.spec.encode()  # type: ignore[attr-defined]
-        test = given(spec=case_specs(self.opts.tier))(fuzz_case)
+        tier = self.opts.tier
+        pool = family_pool(tier, self.opts.family_seed, self.pool_size) if self.pool_size else ()
+        test = given(spec=case_specs(tier, families=families(tier, pool)))(fuzz_case)
         test = self.settings()(test)
         return seed(self.seed)(test) if self.seed is not None else test
 
@@ -320,6 +357,10 @@ class Fuzzer:
             cmd += ["--budget", f"{o.budget:g}"]
         if o.tier != "cpu":
             cmd += ["--tier", o.tier]
+        if o.families is not None:
+            cmd += ["--families", str(o.families)]
+        if o.family_seed:
+            cmd += ["--family-seed", str(o.family_seed)]
         return " ".join(shlex.quote(c) for c in cmd)
 
     def rerun_command(self, path: Path) -> str:
@@ -403,6 +444,12 @@ def _options(args: argparse.Namespace) -> FuzzOptions:
         tier=args.tier,
         device=args.device,
         quiet=args.quiet,
+        families=args.families,
+        family_seed=args.family_seed,
+        jobs=args.jobs,
+        job=args.job,
+        stop_file=None if args.stop_file is None else Path(args.stop_file),
+        report_json=None if args.report_json is None else Path(args.report_json),
     )
 
 
@@ -417,6 +464,12 @@ def _usage_problem(opts: FuzzOptions) -> str | None:
         return "--shrink-budget must not be negative"
     if opts.seed is not None and opts.seed < 0:
         return "--seed must not be negative"
+    if opts.families is not None and opts.families < 0:
+        return "--families must not be negative"
+    if opts.family_seed < 0:
+        return "--family-seed must not be negative"
+    if opts.jobs < 1:
+        return "--jobs must be at least 1"
     return tier_unrunnable(opts.tier, opts.device or default_device())
 
 
@@ -453,10 +506,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except ImplError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if opts.jobs > 1:
+        from harness.fuzz.jobs import run_jobs
+
+        return run_jobs(opts)
     fuzzer = Fuzzer(opts, impl, baseline)
     report = fuzzer.run()
     rerun = fuzzer.rerun_command(report.saved) if report.saved else ""
     _print_outcome(report, rerun)
+    if opts.report_json is not None:
+        opts.report_json.write_text(json.dumps(report.summary()), encoding="utf-8")
     return EXIT_FAIL if report.failed else EXIT_OK
 
 
@@ -496,4 +555,26 @@ def register(subparsers) -> None:
     p.add_argument("--tier", choices=TIERS, default="cpu", help="size range of drawn cases")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no line per example")
+    p.add_argument(
+        "--families",
+        type=int,
+        metavar="N",
+        help="draw most examples from a pool of N kernel families, so that they reuse "
+        "compiled kernels (0: every example draws its own; default: 32 with the nightly "
+        "profile, else 0)",
+    )
+    p.add_argument(
+        "--family-seed", type=int, default=0, metavar="N", help="seed of the family pool"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fuzz in N processes, each with its own seed and family pool; the first "
+        "failure found stops the others",
+    )
+    p.add_argument("--job", type=int, help=argparse.SUPPRESS)  # set by --jobs for its workers
+    p.add_argument("--stop-file", help=argparse.SUPPRESS)
+    p.add_argument("--report-json", help="write the run's counts and outcome here as JSON")
     p.set_defaults(func=cmd_fuzz)

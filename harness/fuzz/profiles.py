@@ -32,11 +32,14 @@ PROFILE_ENV = "GDN_HYPOTHESIS_PROFILE"
 DB_ENV = "GDN_HYPOTHESIS_DB"
 DEFAULT_DB_DIR = Path("reports") / "hypothesis-db"
 
-CI_MAX_EXAMPLES = 100
+CI_MAX_EXAMPLES = 200
 NIGHTLY_MAX_EXAMPLES = 20_000
 # Wall-clock budgets (seconds) that `gdn-harness fuzz` applies per profile
 # when --budget is not given: Hypothesis itself only bounds example counts.
 FUZZ_BUDGETS: dict[str, float | None] = {CI: 120.0, NIGHTLY: 4 * 3600.0, DEFAULT: None}
+# Kernel families per fuzz run (harness.fuzz.families) when --families is not given:
+# the nightly profile spends its time running cases rather than compiling kernels.
+FAMILY_POOLS: dict[str, int] = {NIGHTLY: 32}
 
 # Slow examples are expected (Triton interpreter), never a reason to stop.
 SLOW_OK = (HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large)

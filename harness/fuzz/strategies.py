@@ -16,10 +16,10 @@ work the Triton interpreter does: it runs every kernel program in Python
 ``B * HV * (steps + 1)`` is capped at 16: an example takes about 0.1 to 0.7 s
 for one kernel with ``--baseline none``.
 
-Every strategy is composable: ``sizes()``, ``dtypes()``, ``layouts()``,
-``slot_specs()``, ``value_specs()`` and ``steps()`` can be used on their own
-or combined by ``case_specs()``. (Broken case files, which only the tests
-draw, are in ``tests/malformed.py``.)
+Every strategy is composable: ``head_shapes()``, ``dtypes()``,
+``fresh_families()``, ``layouts()``, ``slot_specs()``, ``value_specs()`` and
+``steps()`` can be used on their own or combined by ``case_specs()``.
+(Broken case files, which only the tests draw, are in ``tests/malformed.py``.)
 """
 
 from __future__ import annotations
@@ -91,30 +91,79 @@ def head_dims(max_dim: int) -> st.SearchStrategy[int]:
     return st.one_of(_ints(1, max_dim), st.sampled_from(powers))
 
 
-@st.composite
-def sizes(draw: st.DrawFn, tier: str = "cpu", max_grid: int | None = None) -> dict[str, int]:
-    """``B, H, HV, K, V``: head ratio 1 to 8, HV a multiple of H, K == V often.
+@dataclass(frozen=True)
+class Family:
+    """What selects a kernel compilation: head counts and dims (the kernels'
+    compile-time constants), the dtypes (their pointer types), the state
+    layout and the L2-norm switch. Everything else a case varies (batch,
+    strides, slots, values, steps) reaches a compiled kernel as arguments, so
+    cases of one family after the first cost no compilation."""
 
-    ``max_grid`` bounds ``B * HV`` (default: half the tier's program budget,
-    leaving room for one decode step plus the determinism rerun). Either the
-    batch or the heads are drawn first, so that neither is always squeezed
-    to 1 by the other.
-    """
+    H: int
+    HV: int
+    K: int
+    V: int
+    act_dtype: str
+    state_dtype: str
+    param_dtype: str
+    index_dtype: str
+    state_layout: str
+    use_qk_l2norm: bool
+
+    def dims(self) -> dict[str, int]:
+        return {"H": self.H, "HV": self.HV, "K": self.K, "V": self.V}
+
+    def dtypes(self) -> dict[str, str]:
+        names = ("act_dtype", "state_dtype", "param_dtype", "index_dtype")
+        return {n: getattr(self, n) for n in names}
+
+
+@st.composite
+def head_shapes(draw: st.DrawFn, tier: str = "cpu") -> dict[str, int]:
+    """``H, HV, K, V``: head ratio 1 to 8, HV a multiple of H, K == V often,
+    with room left in the tier's program budget for one decode step and the
+    determinism rerun of a batch of one."""
     lim = limits_for(tier)
-    if max_grid is None and lim.max_programs is not None:
-        max_grid = lim.max_programs // 2
-    grid = max_grid or lim.max_B * lim.max_HV
+    grid = lim.max_B * lim.max_HV if lim.max_programs is None else lim.max_programs // 2
     K = draw(head_dims(lim.max_dim))
     # K == V hides a transposed state read from the shapes: draw it often.
     V = K if draw(_BOOLS) else draw(head_dims(lim.max_dim))
     rows_cap = max(1, lim.max_state_elems // (K * V))  # bounds B * HV
-    if draw(_BOOLS):
-        B = draw(_ints(1, min(lim.max_B, grid, rows_cap)))
-        H, HV = _heads(draw, lim, max(1, min(lim.max_HV, grid // B, rows_cap // B)))
-    else:
-        H, HV = _heads(draw, lim, max(1, min(lim.max_HV, grid, rows_cap)))
-        B = draw(_ints(1, min(lim.max_B, grid // HV, rows_cap // HV)))
-    return {"B": B, "H": H, "HV": HV, "K": K, "V": V}
+    cap = min(lim.max_HV, grid, rows_cap)
+    if draw(_BOOLS):  # leave room for a batch, so that the heads do not always squeeze it to 1
+        cap = min(cap, grid // draw(_ints(1, min(lim.max_B, grid))))
+    H, HV = _heads(draw, lim, max(1, cap))
+    return {"H": H, "HV": HV, "K": K, "V": V}
+
+
+@cache
+def fresh_families(tier: str = "cpu") -> st.SearchStrategy[Family]:
+    """Any family of ``tier``: head shapes, dtypes, state layout, L2 norm."""
+
+    @st.composite
+    def draw_family(draw: st.DrawFn) -> Family:
+        return Family(
+            **draw(head_shapes(tier)),
+            **draw(dtypes()),
+            state_layout=draw(_STATE_LAYOUTS),
+            use_qk_l2norm=not draw(_BOOLS),  # shrinks towards the usual True
+        )
+
+    return draw_family()
+
+
+def _max_steps(lim: SizeLimits, HV: int) -> int:
+    """Steps a case of ``HV`` value heads may take within the program budget."""
+    if lim.max_programs is None:
+        return lim.max_steps
+    return max(1, min(lim.max_steps, lim.max_programs // HV - 1))
+
+
+def _max_batch(lim: SizeLimits, family: Family, n_steps: int) -> int:
+    cap = min(lim.max_B, max(1, lim.max_state_elems // (family.K * family.V)) // family.HV)
+    if lim.max_programs is not None:
+        cap = min(cap, lim.max_programs // ((n_steps + 1) * family.HV))
+    return max(1, cap)
 
 
 def _heads(draw: st.DrawFn, lim: SizeLimits, max_HV: int) -> tuple[int, int]:
@@ -142,9 +191,13 @@ def dtypes() -> st.SearchStrategy[dict[str, str]]:
     )
 
 
+_STATE_LAYOUTS = st.sampled_from(LAYOUTS)
+
+
 @cache
-def layouts(max_pad: int = 9) -> st.SearchStrategy[LayoutSpec]:
-    """Row strides wider than the rows, column offsets, packed a/b, both state layouts."""
+def layouts(max_pad: int = 9, state_layout: str | None = None) -> st.SearchStrategy[LayoutSpec]:
+    """Row strides wider than the rows, column offsets, packed a/b, both state
+    layouts (or the one given)."""
     pad = _ints(0, max_pad)
     return st.builds(
         LayoutSpec,
@@ -152,7 +205,7 @@ def layouts(max_pad: int = 9) -> st.SearchStrategy[LayoutSpec]:
         qkv_col_offset=pad,
         ab_packed=st.booleans(),
         ab_row_pad=pad,
-        state_layout=st.sampled_from(LAYOUTS),
+        state_layout=_STATE_LAYOUTS if state_layout is None else st.just(state_layout),
         state_slot_pad=pad,
     )
 
@@ -242,29 +295,39 @@ def scales() -> st.SearchStrategy[float | None]:
     return st.one_of(st.none(), _value(1.0, 0.5, 0.125, 2.0), st.floats(0.01, 2.0))
 
 
-_SIZES = cache(sizes)
 _VALUES = cache(value_specs)
 
 
 @st.composite
-def case_specs(draw: st.DrawFn, tier: str = "cpu", name: str = "fuzz") -> CaseSpec:
-    """A valid case of ``tier``, sized for that tier (see the module docstring)."""
+def case_specs(
+    draw: st.DrawFn,
+    tier: str = "cpu",
+    name: str = "fuzz",
+    families: st.SearchStrategy[Family] | None = None,
+) -> CaseSpec:
+    """A valid case of ``tier``, sized for that tier (see the module docstring).
+
+    The family comes first (``families``, default ``fresh_families(tier)``):
+    a fuzzer that draws it from a few families spends its time running cases
+    instead of compiling kernels (``harness.fuzz.families``).
+    """
     lim = limits_for(tier)
-    n_steps = draw(steps(lim.max_steps))  # first: multi-step cases get smaller grids
-    max_grid = None if lim.max_programs is None else lim.max_programs // (n_steps + 1)
-    size = draw(_SIZES(tier, max_grid))
-    slots, pool = draw(slot_specs(size["B"], lim.max_pool_extra))
+    family = draw(fresh_families(tier) if families is None else families)
+    n_steps = draw(steps(_max_steps(lim, family.HV)))
+    B = draw(_ints(1, _max_batch(lim, family, n_steps)))
+    slots, pool = draw(slot_specs(B, lim.max_pool_extra))
     return CaseSpec(
         file=FUZZ_FILE,
         name=name,
         line=0,
-        **size,
+        B=B,
+        **family.dims(),
         pool=pool,
-        **draw(dtypes()),
-        layout=draw(layouts(lim.max_pad)),
+        **family.dtypes(),
+        layout=draw(layouts(lim.max_pad, family.state_layout)),
         slots=slots,
         values=draw(_VALUES()),
-        use_qk_l2norm=not draw(_BOOLS),  # shrinks towards the usual True
+        use_qk_l2norm=family.use_qk_l2norm,
         scale=draw(scales()),
         steps=n_steps,
         seed=draw(_ints(0, 2**32 - 1)),

@@ -369,7 +369,12 @@ class _CaseRun:
         """Host copies for live rows ``chunk``: the group's pre-step states and results."""
         qkv, a, b, A_log, dt_bias = acts
         rows = self.live_rows[chunk]
-        pre = group[0].pre_state[torch.as_tensor(chunk, device=self.device)]
+        pre = group[0].pre_state
+        first = int(chunk[0]) if chunk.size else 0
+        if np.array_equal(chunk, np.arange(first, first + chunk.size)):  # a run of rows: a view
+            pre = pre[first : first + chunk.size]
+        else:
+            pre = pre[torch.as_tensor(chunk, device=self.device)]
         return Block(
             acts=(qkv[rows], a[rows], b[rows], A_log, dt_bias),
             rows=rows,

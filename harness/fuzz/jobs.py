@@ -1,0 +1,135 @@
+"""``gdn-harness fuzz --jobs N``: N fuzz processes at once, one report.
+
+A fuzz example is mostly host work (drawing, building inputs, compiling
+kernels for a new family, the small checks), so one process leaves a GPU
+machine's other cores and most of the GPU idle. Each job is a
+``gdn-harness fuzz`` process of its own with seed ``seed + i`` (or a random
+one) and family pool ``family_seed + i``, so the jobs search different
+parts of the space, and a job that dies (a segfaulting kernel) costs only
+itself. The first job to find a failure shrinks and saves it as usual; a
+stop file then tells the others to stop drawing, and the run reports every
+job's counts and whatever was saved.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from harness.core.exitcodes import EXIT_FAIL, EXIT_OK
+from harness.fuzz.command import FuzzOptions
+
+POLL_S = 0.5
+
+
+def job_options(opts: FuzzOptions, i: int, stop_file: Path, report: Path) -> FuzzOptions:
+    """The options of job ``i``: its seeds, and the run's stop file and its report file."""
+    return replace(
+        opts,
+        seed=None if opts.seed is None else opts.seed + i,
+        family_seed=opts.family_seed + i,
+        jobs=1,
+        job=i,
+        stop_file=stop_file,
+        report_json=report,
+    )
+
+
+def job_argv(o: FuzzOptions) -> list[str]:
+    """The command line of one job."""
+    argv = [sys.executable, "-m", "harness", "fuzz", "--impl", o.impl]
+    argv += ["--baseline", o.baseline or "none", "--profile", o.profile, "--tier", o.tier]
+    argv += ["--shrink-budget", f"{o.shrink_budget:g}", "--family-seed", str(o.family_seed)]
+    optional = {
+        "--pad": o.pad,
+        "--pad-output": o.pad_output,
+        "--max-examples": o.max_examples,
+        "--budget": None if o.budget is None else f"{o.budget:g}",
+        "--seed": o.seed,
+        "--save-dir": o.save_dir,
+        "--device": o.device,
+        "--families": o.families,
+        "--job": o.job,
+        "--stop-file": o.stop_file,
+        "--report-json": o.report_json,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + (["--quiet"] if o.quiet else [])
+
+
+def run_jobs(opts: FuzzOptions) -> int:
+    """Run ``opts.jobs`` fuzz jobs to the end; 1 if any found a failure or died."""
+    with tempfile.TemporaryDirectory(prefix="gdn-fuzz-jobs-") as tmp:
+        stop = Path(tmp) / "stop"
+        jobs = [job_options(opts, i, stop, Path(tmp) / f"job{i}.json") for i in range(opts.jobs)]
+        print(f"fuzz: {opts.jobs} jobs: " + shlex.join(job_argv(jobs[0])), flush=True)
+        start = time.monotonic()
+        procs = [subprocess.Popen(job_argv(o)) for o in jobs]
+        try:
+            codes = _wait(procs, stop)
+        finally:
+            for p in procs:  # interrupted: no job outlives the run
+                if p.poll() is None:
+                    p.terminate()
+        elapsed = time.monotonic() - start
+        reports = [_read(o.report_json) for o in jobs]
+    return _print_summary(reports, codes, elapsed)
+
+
+def _wait(procs: list[subprocess.Popen], stop: Path) -> list[int]:
+    """Exit codes of every job; the first that exits with a failure stops the others."""
+    while any(p.poll() is None for p in procs):
+        if not stop.exists() and any(p.returncode == EXIT_FAIL for p in procs):
+            stop.touch()
+        time.sleep(POLL_S)
+    return [p.returncode for p in procs]
+
+
+def _read(path: Path | None) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return None
+
+
+def _why(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def _print_summary(reports: list[dict | None], codes: list[int], elapsed: float) -> int:
+    examples = sum(r["examples"] for r in reports if r)
+    rate = examples / elapsed if elapsed > 0 else 0.0
+    saved = [r["saved"] for r in reports if r and r.get("saved")]
+    died = [(i, c) for i, (r, c) in enumerate(zip(reports, codes, strict=True)) if r is None]
+    for i, (r, code) in enumerate(zip(reports, codes, strict=True)):
+        if r is None:
+            print(f"fuzz: job {i} died ({_why(code)}) before reporting; its output is above")
+        else:
+            print(
+                f"fuzz: job {i}: {r['examples']} examples, seed {r['seed']}, "
+                f"stopped by {r['stop_reason']}" + (f", saved {r['saved']}" if r["saved"] else "")
+            )
+    print(
+        f"fuzz: {len(codes)} jobs, {examples} examples in {elapsed:.1f}s ({rate:.1f}/s): "
+        + (f"{len(saved)} failure(s) saved" if saved else "no failure")
+        + (f", {len(died)} job(s) died" if died else "")
+    )
+    return (
+        EXIT_FAIL
+        if saved or died or any(c not in (EXIT_OK, EXIT_FAIL) for c in codes)
+        else (EXIT_OK)
+    )
