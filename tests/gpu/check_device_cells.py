@@ -65,6 +65,9 @@ def _case(env: Env, shape, dtype: str, hostile: bool, tested: int, strided: bool
         fails += _differences(
             cell_stats(x[:1], x[-1], None, None), cell_stats_array(x[:1], x[-1], None, None)
         )
+        if tested == 2:  # both against the reference and the pair, in one pass
+            want = cell_stats_array(x, r, m, tol) + cell_stats_array(x[:1], x[1], None, None)
+            fails += _differences(cell_stats(x, r, m, tol, pair=True), want)
         return {"fails": fails}
 
     return run
