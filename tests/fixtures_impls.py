@@ -37,3 +37,22 @@ class Namespace:
 
 
 NOT_CALLABLE = 42
+
+
+EPS32 = 2.0**-23
+
+
+def decode_out_rounded_20ulp(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw):
+    """Correct, but each output a 20 fp32-epsilon relative error off: within the
+    per-element bound (hundreds of epsilons of the magnitude), and many times
+    an exactly rounding baseline's. Nothing carries over between steps."""
+    decode_via_oracle(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw)
+    out.mul_(1.0 + 20 * EPS32)
+
+
+def decode_state_biased(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw):
+    """Each step within the per-element bound (the named slots 100 fp32 epsilons
+    high), but the bias builds up step after step in the carried state."""
+    decode_via_oracle(mixed_qkv, a, b, A_log, dt_bias, state, state_indices, out, **kw)
+    live = state_indices[state_indices >= 0].long()
+    state[live] = state[live] * (1.0 + 100 * EPS32)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import spec
 
 from harness.check.compare import ErrorStats
 from harness.core.spec import CaseSpec, SlotSpec
 from harness.impls.registry import load_implementation
 from harness.run.memcheck import run_sanitized
 from harness.run.result import CaseResult
-from harness.run.runner import GRAPH_PATTERNS, _CaseRun
+from harness.run.runner import GRAPH_PATTERNS, _CaseRun, run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,3 +231,27 @@ def test_drift_measures_an_overflowed_output_as_a_distance():
     assert got.tolist() == [65520.0, 3.0, -70000.0]
     wrong_sign = _saturated(np.array([-np.inf]), np.array([65480.0]), tol)
     assert np.isneginf(wrong_sign).all()
+
+
+def _drift_case(**kw):
+    values = {"a_log_lo": -8.0, "a_log_hi": -8.0, "gate_mean": 0.0}  # decay near 1: state carries
+    dims = {"B": 3, "H": 1, "HV": 2, "K": 16, "V": 16, "pool": 4, "act_dtype": "fp32"}
+    return spec(**dims, steps=kw.pop("steps", 3), values=values, **kw)
+
+
+def test_one_step_s_legitimate_rounding_is_not_drift():
+    """Outputs 20 epsilons off at every step: within the per-element bound, five
+    times what 4 x (an exact baseline + one epsilon) allowed before, and never
+    carried. No value and no drift violation."""
+    impl = load_implementation("fixtures_impls:decode_out_rounded_20ulp")
+    result = run_case(_drift_case(), impl, load_implementation("oracle"), "cpu")
+    assert result.status == "passed", [str(v) for v in result.violations]
+    assert result.drift and max(d.out_max_abs for d in result.drift if d.who == impl.spec) > 0
+
+
+def test_a_bias_that_builds_up_is_caught_as_drift_while_each_step_passes():
+    impl = load_implementation("fixtures_impls:decode_state_biased")
+    result = run_case(_drift_case(steps=40), impl, load_implementation("oracle"), "cpu")
+    checks = {v.check for v in result.violations}
+    assert checks == {"drift"}, [str(v) for v in result.violations]
+    assert "one step's bound" in result.violations[0].message

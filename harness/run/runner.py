@@ -402,6 +402,7 @@ class _CaseRun:
             H=self.spec.H,
             scale=self.spec.effective_scale,
             use_qk_l2norm=self.spec.use_qk_l2norm,
+            with_magnitude=True,
         )
         self.exact = ref.state
         drifts = {}
@@ -426,20 +427,22 @@ class _CaseRun:
 
     def _check_drift_budget(self, d: DriftStats, base: DriftStats, ref, step: int) -> None:
         checks = (
-            ("state", d.state_max_abs, base.state_max_abs, self.tol_state, ref.state),
-            ("out", d.out_max_abs, base.out_max_abs, self.tol_out, ref.out),
+            ("state", d.state_max_abs, base.state_max_abs, self.tol_state, ref.state_mag),
+            ("out", d.out_max_abs, base.out_max_abs, self.tol_out, ref.out_mag),
         )
-        for name, got, theirs, tol, r in checks:
-            floor = DTYPES[tol.dtype].eps * max_abs(r)
-            budget = tol.drift_factor * (theirs + floor)
+        for name, got, theirs, tol, mag in checks:
+            r = getattr(ref, name)
+            ref_max, one_step = max_abs(r), max_abs(tol.bound(r, mag))
+            budget = tol.drift_budget(theirs, ref_max, one_step)
             if not got <= budget:
+                floor = DTYPES[tol.dtype].eps * ref_max
                 self._violate(
                     "drift",
                     d.who,
                     step,
-                    f"{name} drift {got:.3g} from the exact "
-                    f"trajectory exceeds {tol.drift_factor:g} x (baseline drift "
-                    f"{theirs:.3g} + {floor:.3g})",
+                    f"{name} drift {got:.3g} from the exact trajectory exceeds "
+                    f"{tol.drift_factor:g} x (baseline drift {theirs:.3g} + {floor:.3g}) "
+                    f"+ {one_step:.3g} (one step's bound)",
                 )
 
 
