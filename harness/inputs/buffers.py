@@ -8,6 +8,7 @@ any write outside the tensors an implementation was given, NaN included.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -132,6 +133,7 @@ def bits(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+@functools.cache
 def _sentinel_bits(dtype: torch.dtype) -> int:
     return int(bits(torch.tensor([sentinel(dtype)], dtype=dtype)).item())
 
@@ -207,6 +209,20 @@ def _hole_messages(buf: GuardedBuffer, expected: int) -> list[str]:
                 f"(first at row {row}, column {start + col})"
             )
     return msgs
+
+
+def changed_flags(buffers: list[GuardedBuffer]) -> list[bool]:
+    """Whether each buffer's guards or holes changed, told with one device
+    synchronisation for them all (``buffer_violations`` then says how)."""
+    flags = []
+    for buf in buffers:
+        lay, expected, flat_bits = buf.layout, _sentinel_bits(buf.layout.dtype), bits(buf.flat)
+        parts = [flat_bits[: lay.guard], flat_bits[lay.guard + lay.data_len :]]
+        if lay.holes and lay.rows:
+            data = bits(buf.data2d())
+            parts += [data[:, start:stop] for start, stop, _ in lay.holes]
+        flags.append(torch.stack([(p != expected).any() for p in parts]).any())
+    return torch.stack(flags).tolist() if flags else []
 
 
 def buffer_violations(buf: GuardedBuffer) -> list[str]:

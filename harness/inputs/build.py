@@ -23,6 +23,7 @@ from harness.inputs.buffers import (
     allocate,
     bits,
     buffer_violations,
+    changed_flags,
     first_index,
     materialize,
 )
@@ -102,7 +103,9 @@ class CaseInputs:
 
     def guard_violations(self) -> list[str]:
         """Every change to an element outside the views, checked bit-exactly."""
-        return [msg for buf in self.buffers.values() for msg in buffer_violations(buf)]
+        bufs = list(self.buffers.values())
+        changed = [b for b, flag in zip(bufs, changed_flags(bufs), strict=True) if flag]
+        return [msg for buf in changed for msg in buffer_violations(buf)]
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """Bit-exact copies of the read-only inputs, for :meth:`changed_inputs`."""
@@ -111,12 +114,20 @@ class CaseInputs:
 
     def changed_inputs(self, snapshot: Mapping[str, torch.Tensor]) -> list[str]:
         """Which inputs differ (bitwise) from ``snapshot``; they must not."""
-        msgs = []
+        msgs, same_kind = [], {}
         for name, before in snapshot.items():
             now = getattr(self, name)
             if now.shape != before.shape or now.dtype != before.dtype:
                 msgs.append(f"{name}: shape or dtype changed")
+            else:
+                same_kind[name] = (bits(now) != bits(before)).any()
+        if not same_kind:
+            return msgs
+        flags = torch.stack(list(same_kind.values())).tolist()  # one synchronisation for all
+        for name, flag in zip(same_kind, flags, strict=True):
+            if not flag:
                 continue
+            now, before = getattr(self, name), snapshot[name]
             diff = bits(now) != bits(before)
             count = int(diff.sum().item())
             if count:
