@@ -104,8 +104,9 @@ def block_maker(acts: tuple, arrays: dict[str, Any], n: int, device: ArrayDevice
             if not np.array_equal(chunk, np.arange(first, first + chunk.size)):
                 array_namespace(src).take(src, at, axis=0, out=dst)
                 return dst
+            rows, flat = dst.reshape(chunk.size, -1), src.reshape(src.shape[0], -1)
             for j in range(min(n, chunk.size)):  # one pass: every n-th row repeats a source row
-                dst[j::n] = src[(first + j) % n]
+                rows[j::n] = flat[(first + j) % n]
             return dst
 
         block = step_check.Block((qkv[idx], a[idx], b[idx], A_log, dt_bias), chunk, chunk,
