@@ -180,3 +180,26 @@ def test_the_stand_in_device_gives_the_host_cells():
     ref, mag, xs = _piece(rng, (4, 3, 5, 5), "fp16", True)
     put = standin.asarray
     _same(_by_cells(ref, mag, xs[0], tol), _by_cells(ref, mag, xs[0], tol, xp_put=put))
+
+
+def test_a_nan_bound_fails_on_both_paths():
+    """A NaN magnitude under a finite reference leaves an element without a bound:
+    over it, on the host's whole-array path as in the per-cell rule."""
+    tol = resolve(Tolerance(), "fp32", 4)
+    ref = np.ones((1, 2, 4))
+    mag = ref.copy()
+    mag[0, 1, 2] = np.nan
+    x = ref.astype(np.float32)
+    x[0, 1, 2] = 1.0 + 2**-20
+    want, got = _by_add(ref, mag, x, tol), _by_cells(ref, mag, x, tol)
+    _same(want, got)
+    assert (want.over, want.ok, want.worst_ratio) == (1, False, math.inf)
+
+
+def test_an_empty_piece_adds_nothing():
+    tol = resolve(Tolerance(), "fp32", 4)
+    ref = np.ones((0, 2, 4))
+    stats = cell_stats_array([ref.astype(np.float32)], ref, ref, tol)
+    s = ErrorStats("state", "p", 0, "")
+    s.add_cells(stats[0], ref.shape, np.arange(0), np.arange(0))
+    assert s.n == 0 and s.ok

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -95,7 +97,7 @@ def test_a_stop_file_stops_generating(tmp_path):
     stop.touch()
     opts = fuzz_mod.FuzzOptions(impl="oracle", baseline=None, max_examples=50, stop_file=stop)
     report = fuzz_mod.Fuzzer(opts, *_impls()).run()
-    assert report.stop_reason == "budget" and report.generated <= 1
+    assert report.stop_reason == fuzz_mod.STOPPED_BY_ANOTHER_JOB and report.generated <= 1
 
 
 def test_a_job_s_command_line_parses_back_to_its_options(tmp_path):
@@ -158,3 +160,40 @@ def test_jobs_without_failures_pass(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 jobs, 10 examples" in proc.stdout and "no failure" in proc.stdout
     assert "fuzz[1]: #1 " in proc.stderr
+
+
+def _alive_with(text: str) -> list[int]:
+    """Pids of processes whose command line holds ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_text(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_ends_every_job(tmp_path):
+    path = os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    args = ["--impl", "fixtures_crash:hang", "--baseline", "none", "--jobs", "2", "-q"]
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness", "fuzz", *args, "--save-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        cwd=tmp_path,
+    )
+    first = parent.stdout.readline()
+    stop_file = first.split("--stop-file ")[1].split()[0]
+    deadline = time.monotonic() + 120
+    while len(_alive_with(stop_file)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_alive_with(stop_file)) == 2, first
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while _alive_with(stop_file) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive_with(stop_file) == []

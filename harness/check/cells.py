@@ -113,6 +113,10 @@ def cell_stats_array(
     """``cell_stats`` in whole-array passes of the arrays' own module."""
     xp = array_namespace(ref, mag, *tested)
     cells = ref.shape[0] * ref.shape[1]
+    if cells == 0 or ref.size == 0:  # nothing to fold: empty rows per tested array
+        empty = np.zeros(cells)
+        at = np.zeros(cells, np.int64)
+        return [CellStats(empty, at, empty, at, empty, empty, at, at) for _ in tested]
     r = xp.asarray(ref, dtype=xp.float64).reshape(cells, -1)
     bound = None if tol is None else tol.bound(r, xp.asarray(mag).reshape(cells, -1))
     floor = relative_floor(r)
@@ -222,8 +226,12 @@ def _cell_strides(cp, a) -> tuple[Array, int, int]:
 def _cell_stats_cuda(cp, tested, ref, mag, tol, pair: bool) -> list[CellStats]:
     R, h = ref.shape[:2]
     cells, E = R * h, int(np.prod(ref.shape[2:]))
-    if E >= 2**31:
+    if E > 2**31 - 1 - 4 * THREADS:  # e + UNROLL * THREADS must fit an int
         raise ValueError(f"cells of {E} elements: the kernel indexes a cell with 32 bits")
+    if cells == 0 or E == 0:
+        return cell_stats_array(tested, ref, mag, tol) + (
+            cell_stats_array(tested[:1], tested[1], None, None) if pair else []
+        )
     xs = [_cell_strides(cp, x) for x in tested]
     if len({(x.dtype, row, head) for x, row, head in xs}) != 1:  # the kernel takes one layout
         xs = [(cp.ascontiguousarray(x, dtype=cp.float64), h * E, E) for x, _, _ in xs]

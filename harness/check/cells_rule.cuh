@@ -51,9 +51,12 @@ __device__ __forceinline__ double sign_of(double v) {
 
 struct Bound { double ulps, c32, tiny, threshold; long long min_e, mant; };
 
-// Whether err / d rounds below the running maximum w, told without dividing:
-// t = w * d * SKIP is within 2**-51 of the exact product when it is finite and
-// normal, so err < t puts err / d below w * (1 - 2**-51), which rounds below w.
+// Whether err / d cannot round above the running maximum w, told without
+// dividing: t = w * d * (1 - 2**-50), rounded twice, stays below the exact
+// w * d by at least 2**-50 - 2**-52 of it when it is finite and normal, so
+// err < t puts err / d below w * (1 - 2**-51), which rounds to w at most (for
+// a subnormal w) and below it otherwise. Either way the element does not move
+// the maximum: a tie at a later index never wins.
 __device__ __forceinline__ bool below(double err, double w, double d) {
     const double t = __dmul_rn(__dmul_rn(w, d), 0.99999999999999911182158029987);  // 1 - 2**-50
     return isfinite(t) && t >= 1e-290 && err < t;

@@ -175,6 +175,9 @@ class ErrorStats:
     def _add_ratio(self, ratio: Array, x, ref, rows, slots, head0: int) -> None:
         xp = array_namespace(ratio)
         per_cell = _cell_max(ratio)
+        if bool(xp.isnan(per_cell).any()):  # a NaN bound (NaN magnitude): no bound at all
+            ratio = xp.where(xp.isnan(ratio), np.inf, ratio)
+            per_cell = _cell_max(ratio)
         flat = _argmax(ratio, per_cell)
         worst = _at(ratio, flat)
         if worst > 1.0:  # counting is a pass of its own: only when something is over

@@ -10,14 +10,16 @@ Two bounds, both from docs/design.md:
   tight enough to catch one bf16 rounding of an fp32 intermediate: that
   costs 2**-9 relative, the fp32 budget at K = 128 is 2**-14.
 * Drift of a carried state over many steps, against the exact float64
-  trajectory, as a budget relative to the baseline's own drift, on top of
-  what one step may legitimately add:
+  trajectory, as a budget relative to the baseline's own drift for what the
+  implementation carried in, on top of the error it made this step:
   ``drift_test <= drift_factor * (drift_baseline + eps(dtype) * max|ref|) +
-  max(bound)``, the last term the largest per-element bound of this step on
-  the exact trajectory. Without it a kernel whose one-step rounding is
-  within its bound but a few times the baseline's (a K-term dot product in
-  another order, where the state is forgotten at each step) failed for drift
-  that had not accumulated at all.
+  fresh_test``, ``fresh_test`` the largest error of this step against the
+  oracle run from its own previous state (which the per-element bound has
+  judged). Without it a kernel whose one-step rounding is within its bound
+  but a few times the baseline's (a K-term dot product in another order,
+  where the state is forgotten at each step) failed for drift that had not
+  accumulated at all; a bias that builds up still exceeds it by what it
+  carried in.
 
 An infinity is a correct rounding where the oracle's value, moved by at most
 the bound, reaches the dtype's overflow threshold: fp16 outputs of real
@@ -64,12 +66,13 @@ class ElementTol:
     def overflow(self) -> float:
         return overflow_threshold(self.dtype)
 
-    def drift_budget(self, baseline: float, ref_max: float, step_bound: float) -> float:
+    def drift_budget(self, baseline: float, ref_max: float, fresh: float) -> float:
         """The largest drift allowed beside a baseline that drifted ``baseline``:
-        ``ref_max`` is max |exact value|, ``step_bound`` the largest per-element
-        bound of this step (one step's legitimate error, never a drift)."""
+        ``ref_max`` is max |exact value|, ``fresh`` the implementation's largest
+        error of this step against the oracle from its own previous state (its
+        own rounding this step, judged by the per-element bound, never a drift)."""
         floor = DTYPES[self.dtype].eps * ref_max
-        return self.drift_factor * (baseline + floor) + step_bound
+        return self.drift_factor * (baseline + floor) + fresh
 
     def bound(self, ref: Array, magnitude: Array) -> Array:
         """The per-element bound, in the array module of ``ref``."""

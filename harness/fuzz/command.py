@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import re
 import shlex
@@ -54,6 +55,7 @@ DEFAULT_SHRINK_BUDGET = 120.0
 HEADER_VIOLATIONS = 6  # violation lines quoted in a saved file's header
 FLAKY_CHECKS = ("determinism",)  # failures that need not repeat on every run
 FLAKY_RUNS = 3  # runs a flaky failure must fail to count while shrinking / reproducing
+STOPPED_BY_ANOTHER_JOB = "another job's failure"  # stop reason under --jobs
 
 
 class BudgetSpent(BaseException):
@@ -238,7 +240,8 @@ class Fuzzer:
         if not shrinking and self.generate_end is not None and now > self.generate_end:
             raise BudgetSpent
         if not shrinking and self.opts.stop_file is not None and self.opts.stop_file.exists():
-            raise BudgetSpent  # another job found a failure
+            self.report.stop_reason = STOPPED_BY_ANOTHER_JOB
+            raise BudgetSpent
         self.report.examples += 1
         if not shrinking:
             self.report.generated += 1
@@ -256,6 +259,8 @@ class Fuzzer:
         if self.target is None:
             self.target = verdict.kinds[0]
             self.shrink_end = time.monotonic() + self.opts.shrink_budget
+            if self.opts.stop_file is not None:  # the other jobs stop drawing while this shrinks
+                self.opts.stop_file.touch()
             self._say(f"failure: {verdict.summary}")
             self._say(f"shrinking (keeping [{self.target[0]}] by {self.target[1]}) ...")
         self.last_failure = spec
@@ -331,7 +336,7 @@ class Fuzzer:
             self._test()()
             self.report.stop_reason = "max-examples"
         except BudgetSpent:
-            self.report.stop_reason = "budget"
+            self.report.stop_reason = self.report.stop_reason or "budget"
         except Exception:
             if self.last_failure is None:
                 raise  # not the implementation failing: a bug of the harness or Hypothesis
@@ -396,7 +401,9 @@ class Fuzzer:
         if not first.failed:
             r.notes.append("the minimal case passed when re-run: the implementation is flaky")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(case_mod.case_to_yaml(spec, self._header(first, path)), encoding="utf-8")
+        part = path.with_name(f".{path.name}.{os.getpid()}")  # whole files only, even if
+        part.write_text(case_mod.case_to_yaml(spec, self._header(first, path)), encoding="utf-8")
+        os.replace(part, path)  # two jobs saved the same case at once
         r.saved = path
         try:
             loaded = case_mod.load_file(path)
@@ -532,7 +539,9 @@ def register(subparsers) -> None:
         ),
     )
     options.add_to_argparse(p, "impl", "baseline", "pad", "pad_output")
-    p.add_argument("--max-examples", type=int, help="examples to draw (default: the profile's)")
+    p.add_argument(
+        "--max-examples", type=int, help="examples to draw, per job (default: the profile's)"
+    )
     p.add_argument("--budget", type=float, help="seconds after which no new example is drawn")
     p.add_argument(
         "--shrink-budget",

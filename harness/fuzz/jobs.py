@@ -6,9 +6,11 @@ machine's other cores and most of the GPU idle. Each job is a
 ``gdn-harness fuzz`` process of its own with seed ``seed + i`` (or a random
 one) and family pool ``family_seed + i``, so the jobs search different
 parts of the space, and a job that dies (a segfaulting kernel) costs only
-itself. The first job to find a failure shrinks and saves it as usual; a
-stop file then tells the others to stop drawing, and the run reports every
-job's counts and whatever was saved.
+itself. The first job to find a failure touches a stop file, which stops
+the others drawing, then shrinks and saves it as usual (jobs that found one
+in the same moment may save it too: each file is written whole and counted
+once); the run reports every job's counts and what was saved. SIGTERM or
+Ctrl-C ends every job.
 """
 
 from __future__ import annotations
@@ -74,15 +76,32 @@ def run_jobs(opts: FuzzOptions) -> int:
         print(f"fuzz: {opts.jobs} jobs: " + shlex.join(job_argv(jobs[0])), flush=True)
         start = time.monotonic()
         procs = [subprocess.Popen(job_argv(o)) for o in jobs]
+        previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             codes = _wait(procs, stop)
         finally:
-            for p in procs:  # interrupted: no job outlives the run
-                if p.poll() is None:
-                    p.terminate()
+            signal.signal(signal.SIGTERM, previous)
+            _end(procs)  # interrupted or terminated: no job outlives the run
         elapsed = time.monotonic() - start
         reports = [_read(o.report_json) for o in jobs]
     return _print_summary(reports, codes, elapsed)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the finally that ends the jobs
+
+
+def _end(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _wait(procs: list[subprocess.Popen], stop: Path) -> list[int]:
@@ -113,7 +132,7 @@ def _why(code: int) -> str:
 def _print_summary(reports: list[dict | None], codes: list[int], elapsed: float) -> int:
     examples = sum(r["examples"] for r in reports if r)
     rate = examples / elapsed if elapsed > 0 else 0.0
-    saved = [r["saved"] for r in reports if r and r.get("saved")]
+    saved = sorted({r["saved"] for r in reports if r and r.get("saved")})  # jobs may agree
     died = [(i, c) for i, (r, c) in enumerate(zip(reports, codes, strict=True)) if r is None]
     for i, (r, code) in enumerate(zip(reports, codes, strict=True)):
         if r is None:
