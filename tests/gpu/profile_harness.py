@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Where the harness's own time goes on a CUDA machine.
 
-    PYTHONPATH=. python3 tests/gpu/profile_harness.py [--parts ops,copies,runner] [--out DIR]
+    PYTHONPATH=. python3 tests/gpu/profile_harness.py [--parts ops,copies,kernel,runner] [--out DIR]
 
 Parts:
 
   ops      each array pass of the oracle and the check on one float64 piece
            of the big step (B=1024, HV=64, K=V=128), timed on CuPy: ms and GB/s.
   copies   the block copies (torch tensors into CuPy float32 arrays).
+  kernel   the cell-statistics kernel (harness.check.cells) on that piece, two
+           tested arrays and their pair: ms and GB/s of what it reads (run it
+           under ncu with --kernel-name regex:cell_stats to see why).
   runner   a cProfile of ``run_case`` over the first 40 runnable cases of
            cases/cpu with the packed kernel and the baseline, kernels compiled:
            ms per case and the functions the time goes to.
@@ -103,6 +106,25 @@ def part_ops() -> None:
         print(f"  {name:40s} {t * 1e3:8.2f} ms  {n * nbytes / t / 1e9:7.0f} GB/s (nominal bytes)")
 
 
+def part_kernel() -> None:
+    import cupy as cp
+
+    from harness.check.cells import cell_stats
+    from harness.check.tolerance import resolve
+    from harness.core.spec import Tolerance
+
+    R, HV, K, V = 80, 64, 128, 128
+    rng = cp.random.default_rng(0)
+    ref = rng.standard_normal((R, HV, K, V))
+    mag = cp.abs(ref) + 1.0
+    xs = [(ref + rng.standard_normal(ref.shape) * 1e-6).astype(cp.float32) for _ in range(2)]
+    tol = resolve(Tolerance(), "fp32", K)
+    t = _cuda_timer(cp, lambda: cell_stats(xs, ref, mag, tol, pair=True))
+    read = ref.nbytes + mag.nbytes + sum(x.nbytes for x in xs)
+    print(f"  cell_stats, 2 tested + pair, [{R}, {HV}, {K}, {V}]: {t * 1e3:.2f} ms, "
+          f"{read / t / 1e9:.0f} GB/s of what it reads")  # fmt: skip
+
+
 def part_copies() -> None:
     import cupy as cp
     import torch
@@ -172,7 +194,7 @@ def part_runner(out: Path | None) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parts", default="ops,copies,runner")
+    ap.add_argument("--parts", default="ops,copies,kernel,runner")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     for part in args.parts.split(","):
@@ -182,6 +204,8 @@ def main() -> int:
             part_ops()
         elif part == "copies":
             part_copies()
+        elif part == "kernel":
+            part_kernel()
         elif part == "runner":
             part_runner(args.out)
         print(f"=== {part}: {time.perf_counter() - t0:.1f} s", flush=True)
