@@ -24,19 +24,23 @@ for part in "${parts[@]}"; do
     validation)
         python3 tests/gpu/check_device_validation.py --json "$out/validation.json" \
             >"$out/validation.txt" 2>&1
+        rc=$?
         ;;
     profile)
         python3 tests/gpu/profile_harness.py --out "$out" >"$out/profile.txt" 2>&1
+        rc=$?
         ;;
     ncu)
         ncu --kernel-name regex:cell_stats --launch-skip 2 --launch-count 1 \
             --section SpeedOfLight --section Occupancy --section WarpStateStats \
             --section ComputeWorkloadAnalysis \
             python3 tests/gpu/profile_harness.py --parts kernel >"$out/ncu-cells.txt" 2>&1
+        rc=$?
         ;;
     nightly)
         GDN_REPORTS=/tmp/gdn-reports GDN_HYPOTHESIS_DB=/tmp/gdn-hdb bash .ci/nightly-gpu \
             >"$out/nightly.log" 2>&1
+        rc=$?
         grep '^===' "$out/nightly.log"
         cp /tmp/gdn-reports/fuzz.log /tmp/gdn-reports/bench/bench.md "$out/" 2>/dev/null
         ;;
@@ -45,5 +49,5 @@ for part in "${parts[@]}"; do
         continue
         ;;
     esac
-    echo "$part: exit $?"
+    echo "$part: exit $rc"
 done
