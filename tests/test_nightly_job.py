@@ -145,3 +145,21 @@ def test_the_workflow_shows_a_shard_matrix_that_covers_the_run(capsys):
     parts = [listed("--shard", f"{k}/{n}") for k in shards]
     assert whole and sorted(i for p in parts for i in p) == sorted(whole)
     assert sum(map(len, parts)) == len(whole)
+
+
+def test_the_nightly_job_checks_on_the_gpu_and_fuzzes_as_long_as_the_script_says():
+    """tox's gpu environment brings CuPy (without it the check falls back to the
+    CPU and the job takes an hour), and the workflow's fuzz budget is the script's."""
+    import configparser
+    import re
+
+    import yaml
+
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    assert "cupy" in tox["testenv:gpu"]["deps"]
+    script = (ROOT / ".ci" / "nightly-gpu").read_text()
+    (default,) = set(re.findall(r"GDN_FUZZ_BUDGET:-(\d+)", script))
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly-gpu.yml").read_text())
+    inputs = workflow[True]["workflow_dispatch"]["inputs"]  # YAML 1.1 reads `on` as True
+    assert inputs["fuzz_budget"]["default"] == default
