@@ -32,7 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.check.compare import relative_floor, saturate_overflow
+from harness.check.compare import (
+    element_errors,
+    error_ratio,
+    relative_error,
+    relative_floor,
+    saturate_overflow,
+)
 from harness.check.tolerance import EPS32, FP32_TINY, ElementTol
 from harness.core.dtypes import DTYPES
 from reference.namespace import Array, array_namespace, to_numpy
@@ -73,14 +79,14 @@ class BoundParams:
     threshold: float  # overflow threshold; inf: never saturate
 
     @classmethod
-    def of(cls, tol: ElementTol, saturate: bool = True) -> BoundParams:
+    def of(cls, tol: ElementTol) -> BoundParams:
         d = DTYPES[tol.dtype]
         return cls(
             ulps=float(tol.ulps),
             c32=float(tol.fp32_ulps * EPS32),
             min_exponent=(d.min_exp + 1023) << 52,
             mantissa=d.mant_bits << 52,
-            threshold=tol.overflow if saturate else math.inf,
+            threshold=tol.overflow,
         )
 
 
@@ -100,6 +106,10 @@ def cell_stats(
     xp = array_namespace(ref, mag, *tested)
     if getattr(xp, "RawModule", None) is not None:
         return _cell_stats_cuda(xp, tested, ref, mag, tol, pair)
+    return _by_arrays(tested, ref, mag, tol, pair)
+
+
+def _by_arrays(tested, ref, mag, tol, pair: bool) -> list[CellStats]:
     out = cell_stats_array(tested, ref, mag, tol)
     return out + (cell_stats_array(tested[:1], tested[1], None, None) if pair else [])
 
@@ -130,28 +140,19 @@ def _one_array(xp, x, r, bound, floor, ref_sq, tol) -> CellStats:
     rounded = None
     if bound is not None:
         x, rounded = _saturate(xp, x, r, bound, tol.overflow)
+    err, nan, inf = element_errors(x, r)
     with np.errstate(all="ignore"):
-        nan = xp.isnan(x) & ~xp.isnan(r)
-        inf = xp.isinf(x) & ~xp.isinf(r)
-        err = xp.where(x == r, 0.0, xp.abs(x - r))
-        err[nan | inf] = np.inf
-        err[xp.isnan(x) & xp.isnan(r)] = 0.0
-        err[xp.isnan(err)] = np.inf
         err_sq = xp.sum(xp.where(xp.isfinite(err), err, 0.0) ** 2, axis=1)
-        rel = err / floor
-        rel[xp.isnan(rel)] = np.inf
     cs = CellStats(
         *_max_at(xp, err),
-        *_max_at(xp, rel),
+        *_max_at(xp, relative_error(err, floor)),
         err_sq=to_numpy(err_sq),
         ref_sq=ref_sq,
         nan=to_numpy(nan.sum(axis=1)),
         inf=to_numpy(inf.sum(axis=1)),
     )
     if bound is not None:
-        with np.errstate(all="ignore"):
-            ratio = xp.where(err == 0, 0.0, err / bound)
-        ratio[xp.isnan(ratio)] = np.inf
+        ratio = error_ratio(err, bound)
         cs.worst, cs.worst_at = _max_at(xp, ratio)
         cs.worst_x, cs.worst_ref = (to_numpy(_take(xp, a, cs.worst_at)) for a in (x, r))
         cs.over = to_numpy((ratio > 1.0).sum(axis=1))
@@ -229,9 +230,7 @@ def _cell_stats_cuda(cp, tested, ref, mag, tol, pair: bool) -> list[CellStats]:
     if E > 2**31 - 1 - 4 * THREADS:  # e + UNROLL * THREADS must fit an int
         raise ValueError(f"cells of {E} elements: the kernel indexes a cell with 32 bits")
     if cells == 0 or E == 0:
-        return cell_stats_array(tested, ref, mag, tol) + (
-            cell_stats_array(tested[:1], tested[1], None, None) if pair else []
-        )
+        return _by_arrays(tested, ref, mag, tol, pair)
     xs = [_cell_strides(cp, x) for x in tested]
     if len({(x.dtype, row, head) for x, row, head in xs}) != 1:  # the kernel takes one layout
         xs = [(cp.ascontiguousarray(x, dtype=cp.float64), h * E, E) for x, _, _ in xs]

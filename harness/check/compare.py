@@ -118,14 +118,8 @@ class ErrorStats:
                 x, n = saturate_overflow(x, ref, bound, overflow)
                 self.rounded_inf += n
             err = self._nonfinite_err(x, ref)
-            ratio = None
-            if bound is not None:
-                with np.errstate(invalid="ignore"):
-                    ratio = xp.where(err == 0, 0.0, err / bound)
-                ratio[xp.isnan(ratio)] = np.inf  # a value where the oracle is NaN or infinite
-            with np.errstate(invalid="ignore"):
-                rel = xp.divide(err, relative_floor(ref))
-            rel[xp.isnan(rel)] = np.inf  # an error against an infinite reference
+            ratio = None if bound is None else error_ratio(err, bound)
+            rel = relative_error(err, relative_floor(ref))
         self._track("max_abs", err, rows, slots, head0)
         self._track("max_rel", rel, rows, slots, head0)
         if ratio is not None:
@@ -190,18 +184,11 @@ class ErrorStats:
             self.head_ratio[h] = max(self.head_ratio.get(h, 0.0), r)
 
     def _nonfinite_err(self, x: Array, ref: Array) -> Array:
-        """|x - ref| with NaN/Inf in either: a NaN or Inf where ref is finite is infinite
-        error, a NaN where ref is NaN and an Inf equal to ref are no error."""
+        """``element_errors``, counted into these stats."""
         xp = array_namespace(x, ref)
-        bad_nan = xp.isnan(x) & ~xp.isnan(ref)
-        bad_inf = xp.isinf(x) & ~xp.isinf(ref)
+        err, bad_nan, bad_inf = element_errors(x, ref)
         self.nan += int(bad_nan.sum())
         self.inf += int(bad_inf.sum())
-        with np.errstate(invalid="ignore"):
-            err = xp.where(x == ref, 0.0, xp.abs(x - ref))
-        err[bad_nan | bad_inf] = np.inf
-        err[xp.isnan(x) & xp.isnan(ref)] = 0.0
-        err[xp.isnan(err)] = np.inf  # a finite value where the reference is infinite
         finite = xp.isfinite(err)
         self.err_sq += float(xp.sum(xp.where(finite, err, 0.0) ** 2))
         self.ref_sq += float(xp.sum(xp.where(xp.isfinite(ref), ref, 0.0) ** 2))
@@ -289,6 +276,41 @@ class ErrorStats:
             d["worst_value"] = [_finite(v) for v in self.worst_value]
         d["ok"] = self.ok
         return d
+
+
+def element_errors(x: Array, ref: Array) -> tuple[Array, Array, Array]:
+    """|x - ref| with NaN/Inf in either, and the masks of NaN and of Inf in ``x``
+    where ``ref`` has none: a NaN or Inf where ref is finite is infinite error,
+    a NaN where ref is NaN and an Inf equal to ref are no error."""
+    xp = array_namespace(x, ref)
+    bad_nan = xp.isnan(x) & ~xp.isnan(ref)
+    bad_inf = xp.isinf(x) & ~xp.isinf(ref)
+    with np.errstate(invalid="ignore"):
+        err = xp.where(x == ref, 0.0, xp.abs(x - ref))
+    err[bad_nan | bad_inf] = np.inf
+    err[xp.isnan(x) & xp.isnan(ref)] = 0.0
+    err[xp.isnan(err)] = np.inf  # a finite value where the reference is infinite
+    return err, bad_nan, bad_inf
+
+
+def error_ratio(err: Array, bound: Array) -> Array:
+    """err / bound, 0 where there is no error and infinite where the quotient
+    is NaN (a value where the oracle or its bound is NaN or infinite)."""
+    xp = array_namespace(err, bound)
+    with np.errstate(invalid="ignore"):
+        ratio = xp.where(err == 0, 0.0, err / bound)
+    ratio[xp.isnan(ratio)] = np.inf
+    return ratio
+
+
+def relative_error(err: Array, floor: Array) -> Array:
+    """err / floor, infinite where the quotient is NaN (an error against an
+    infinite or NaN reference)."""
+    xp = array_namespace(err, floor)
+    with np.errstate(invalid="ignore"):
+        rel = xp.divide(err, floor)
+    rel[xp.isnan(rel)] = np.inf
+    return rel
 
 
 def saturate_overflow(
