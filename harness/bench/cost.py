@@ -100,13 +100,13 @@ def block_maker(acts: tuple, arrays: dict[str, Any], n: int, device: ArrayDevice
         def gather(name: str):
             src = arrays[name]
             dst = new_array((chunk.size, *src.shape[1:]))
-            first = int(chunk[0]) if chunk.size else 0
-            if not np.array_equal(chunk, np.arange(first, first + chunk.size)):
+            run = step_check.row_run(chunk)
+            if run is None:
                 array_namespace(src).take(src, at, axis=0, out=dst)
                 return dst
             rows, flat = dst.reshape(chunk.size, -1), src.reshape(src.shape[0], -1)
             for j in range(min(n, chunk.size)):  # one pass: every n-th row repeats a source row
-                rows[j::n] = flat[(first + j) % n]
+                rows[j::n] = flat[(run.start + j) % n]
             return dst
 
         block = step_check.Block((qkv[idx], a[idx], b[idx], A_log, dt_bias), chunk, chunk,

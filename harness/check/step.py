@@ -154,6 +154,15 @@ def block_stats(
     return stats
 
 
+def row_run(chunk: np.ndarray) -> slice | None:
+    """``chunk`` as a slice when it is a run of consecutive rows, as the blocks
+    of ``check_blocks`` are, so that its rows can be a view, not a gather."""
+    first = int(chunk[0]) if chunk.size else 0
+    if np.array_equal(chunk, np.arange(first, first + chunk.size)):
+        return slice(first, first + chunk.size)
+    return None
+
+
 def block_rows(tested: int, HV: int, K: int, V: int, budget: int) -> int:
     """Rows per block: the float32 copies of pre state and results within ``budget`` bytes."""
     per_row = (1 + tested) * HV * K * V * 4 + tested * HV * V * 4

@@ -24,7 +24,7 @@ from harness import inputs as inp_mod
 from harness.check.compare import DriftStats, ErrorStats, max_abs, rel_rms, saturate_overflow
 from harness.check.device import device_for_size, resolve_check_device
 from harness.check.pool import check_blocks, host_array
-from harness.check.step import Block, StepContext, merge_into
+from harness.check.step import Block, StepContext, merge_into, row_run
 from harness.check.tolerance import ElementTol, resolve
 from harness.core.conventions import UNWRITTEN, plan_slots, render_indices
 from harness.core.dtypes import DTYPES
@@ -372,12 +372,9 @@ class _CaseRun:
         """Host copies for live rows ``chunk``: the group's pre-step states and results."""
         qkv, a, b, A_log, dt_bias = acts
         rows = self.live_rows[chunk]
+        run = row_run(chunk)
         pre = group[0].pre_state
-        first = int(chunk[0]) if chunk.size else 0
-        if np.array_equal(chunk, np.arange(first, first + chunk.size)):  # a run of rows: a view
-            pre = pre[first : first + chunk.size]
-        else:
-            pre = pre[torch.as_tensor(chunk, device=self.device)]
+        pre = pre[run] if run is not None else pre[torch.as_tensor(chunk, device=self.device)]
         return Block(
             acts=(qkv[rows], a[rows], b[rows], A_log, dt_bias),
             rows=rows,
