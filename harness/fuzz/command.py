@@ -349,23 +349,8 @@ class Fuzzer:
     # --- saving ----------------------------------------------------------------
     def command(self) -> str:
         """The command line that repeats this fuzz run."""
-        o = self.opts
-        cmd = ["gdn-harness", "fuzz", "--impl", o.impl]
-        cmd += ["--baseline", self.baseline.spec if self.baseline else "none"]
-        if self.seed is not None:
-            cmd += ["--seed", str(self.seed)]
-        if o.profile != profiles.DEFAULT:
-            cmd += ["--profile", o.profile]
-        if o.max_examples is not None:
-            cmd += ["--max-examples", str(o.max_examples)]
-        if o.budget is not None:
-            cmd += ["--budget", f"{o.budget:g}"]
-        if o.tier != "cpu":
-            cmd += ["--tier", o.tier]
-        if o.families is not None:
-            cmd += ["--families", str(o.families)]
-        if o.family_seed:
-            cmd += ["--family-seed", str(o.family_seed)]
+        baseline = self.baseline.spec if self.baseline else "none"
+        cmd = ["gdn-harness", "fuzz", *search_args(self.opts, self.seed, baseline)]
         return " ".join(shlex.quote(c) for c in cmd)
 
     def rerun_command(self, path: Path) -> str:
@@ -423,6 +408,28 @@ class Fuzzer:
                 break
         if not r.reproduced:
             r.notes.append(f"the case loaded from the saved file passed {runs} run(s)")
+
+
+def search_args(o: FuzzOptions, seed_: int | None, baseline: str) -> list[str]:
+    """The options that decide what a fuzz run draws and runs, those that differ
+    from their defaults: what repeats a run (``Fuzzer.command``) and what each
+    job of ``--jobs`` is given (``harness.fuzz.jobs``)."""
+    args = ["--impl", o.impl, "--baseline", baseline]
+    optional = {
+        "--pad": o.pad,
+        "--pad-output": o.pad_output,
+        "--seed": seed_,
+        "--profile": None if o.profile == profiles.DEFAULT else o.profile,
+        "--max-examples": o.max_examples,
+        "--budget": None if o.budget is None else f"{o.budget:g}",
+        "--tier": None if o.tier == "cpu" else o.tier,
+        "--families": o.families,
+        "--family-seed": o.family_seed or None,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            args += [flag, str(value)]
+    return args
 
 
 def fuzz(opts: FuzzOptions, stream: TextIO | None = None) -> FuzzReport:

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.core.exitcodes import EXIT_FAIL, EXIT_OK
-from harness.fuzz.command import FuzzOptions
+from harness.fuzz.command import FuzzOptions, search_args
 
 POLL_S = 0.5
 
@@ -45,24 +45,18 @@ def job_options(opts: FuzzOptions, i: int, stop_file: Path, report: Path) -> Fuz
 
 
 def job_argv(o: FuzzOptions) -> list[str]:
-    """The command line of one job."""
-    argv = [sys.executable, "-m", "harness", "fuzz", "--impl", o.impl]
-    argv += ["--baseline", o.baseline or "none", "--profile", o.profile, "--tier", o.tier]
-    argv += ["--shrink-budget", f"{o.shrink_budget:g}", "--family-seed", str(o.family_seed)]
-    optional = {
-        "--pad": o.pad,
-        "--pad-output": o.pad_output,
-        "--max-examples": o.max_examples,
-        "--budget": None if o.budget is None else f"{o.budget:g}",
-        "--seed": o.seed,
+    """The command line of one job: the run's search, and where the job reports."""
+    argv = [sys.executable, "-m", "harness", "fuzz"]
+    argv += search_args(o, o.seed, o.baseline or "none")
+    argv += ["--shrink-budget", f"{o.shrink_budget:g}"]
+    plumbing = {
         "--save-dir": o.save_dir,
         "--device": o.device,
-        "--families": o.families,
         "--job": o.job,
         "--stop-file": o.stop_file,
         "--report-json": o.report_json,
     }
-    for flag, value in optional.items():
+    for flag, value in plumbing.items():
         if value is not None:
             argv += [flag, str(value)]
     return argv + (["--quiet"] if o.quiet else [])
