@@ -71,8 +71,12 @@ class ElementTol:
         ``ref_max`` is max |exact value|, ``fresh`` the implementation's largest
         error of this step against the oracle from its own previous state (its
         own rounding this step, judged by the per-element bound, never a drift)."""
-        floor = DTYPES[self.dtype].eps * ref_max
-        return self.drift_factor * (baseline + floor) + fresh
+        return self.drift_factor * (baseline + self.drift_floor(ref_max)) + fresh
+
+    def drift_floor(self, ref_max: float) -> float:
+        """One rounding of the dtype at the largest exact value: the least drift
+        the budget allows beside a baseline that did not drift at all."""
+        return DTYPES[self.dtype].eps * ref_max
 
     def bound(self, ref: Array, magnitude: Array) -> Array:
         """The per-element bound, in the array module of ``ref``."""

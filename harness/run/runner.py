@@ -27,7 +27,6 @@ from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into, row_run
 from harness.check.tolerance import ElementTol, resolve
 from harness.core.conventions import UNWRITTEN, plan_slots, render_indices
-from harness.core.dtypes import DTYPES
 from harness.core.host import to_f64 as _f64
 from harness.core.host import to_host
 from harness.core.layouts import KV
@@ -432,7 +431,7 @@ class _CaseRun:
         for name, got, theirs, tol in checks:
             ref_max, fresh = max_abs(getattr(ref, name)), self.fresh.get((d.who, name), 0.0)
             if not got <= tol.drift_budget(theirs, ref_max, fresh):
-                floor = DTYPES[tol.dtype].eps * ref_max
+                floor = tol.drift_floor(ref_max)
                 self._violate(
                     "drift",
                     d.who,
