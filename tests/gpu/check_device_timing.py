@@ -148,8 +148,7 @@ def breakdown(env: Env, shape: dict) -> dict:
 
 
 def _block_parts(ctx: StepContext, block: Block, piece_bytes: int, sync) -> dict[str, float]:
-    from harness.check.cells import cell_stats
-    from harness.check.step import block_stats, pieces
+    from harness.check.step import _piece_by_cells, block_stats, new_stats, pieces
 
     R, HV, K, V = block.pre.shape
     spent = {"oracle": 0.0, "cells": 0.0}
@@ -164,11 +163,7 @@ def _block_parts(ctx: StepContext, block: Block, piece_bytes: int, sync) -> dict
             )
             sync()
             t1 = time.perf_counter()
-            for j, (want, mag, tol) in enumerate(
-                ((ref.out, ref.out_mag, ctx.tol_out), (ref.state, ref.state_mag, ctx.tol_state))
-            ):
-                xs = [t[j][r, h] for t in block.tested]
-                cell_stats(xs, want, mag, tol, pair=len(xs) == 2)
+            _piece_by_cells(ctx, block, (r, h), ref, new_stats(ctx, len(block.tested)))
             sync()
             spent["oracle"] += t1 - t0
             spent["cells"] += time.perf_counter() - t1
