@@ -5,7 +5,7 @@ The GPU validation (tests/gpu/check_device_cells.py) runs the whole kernel;
 this runs its element rule on every machine with a C++ compiler: the NaN and
 Inf rules, the overflow saturation, first-index ties, and the divisions it
 skips where an element cannot move a maximum. A host driver visits each cell
-as the kernel does (256 threads striding over the cell, four elements at a
+as the kernel does (a warp of 32 threads striding over the cell, four elements at a
 time) and merges the threads' accumulators.
 """
 
@@ -47,7 +47,7 @@ static inline double __longlong_as_double(long long x) {
 """
 
 DRIVER = r"""
-#define THREADS 256
+#define THREADS 32
 #define UNROLL 4
 template <int T, bool BOUND, bool PAIR>
 static void run(const float* x0, const float* x1, const double* ref, const double* mag,
@@ -192,3 +192,19 @@ def test_ratios_that_grow_slowly_still_find_the_first_maximum(rule):
     got = _host_cells(rule, [x], ref, mag, tol, False)
     _assert_same(got, cell_stats_array([x], ref, mag, tol))
     assert (got[0].worst_at[0], got[0].max_abs_at[0], got[0].max_rel_at[0]) == (3000, 3000, 0)
+
+
+def test_a_matching_nan_after_exact_matches_still_has_an_infinite_relative_error(rule):
+    """Exact matches let a thread skip the division once it holds a maximum;
+    a NaN against a NaN reference later in the same thread must not be
+    skipped with them (its relative error is Inf, as NumPy's rule says)."""
+    E = 512
+    ref = np.linspace(-1.0, 1.0, E).reshape(1, 1, E)
+    ref[0, 0, 100] = np.nan
+    x = ref.astype(np.float32)  # exact wherever the reference is a float32
+    ref = x.astype(np.float64)
+    tol = resolve(Tolerance(), "fp32", 8)
+    mag = np.ones_like(ref)
+    got = _host_cells(rule, [x], ref, mag, tol, False)
+    _assert_same(got, cell_stats_array([x], ref, mag, tol))
+    assert (got[0].max_rel[0], got[0].max_rel_at[0]) == (np.inf, 100)

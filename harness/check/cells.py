@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,9 @@ from harness.check.tolerance import EPS32, FP32_TINY, ElementTol
 from harness.core.dtypes import DTYPES
 from reference.namespace import Array, array_namespace, to_numpy
 
-THREADS = 256  # CUDA threads per cell
+CELL_THREADS = 32  # a warp per cell (cells_kernel.cu)
+CELLS_PER_BLOCK = 8  # 256-thread blocks
+UNROLL = 4
 
 
 @dataclass
@@ -90,6 +93,9 @@ class BoundParams:
         )
 
 
+Pending = Callable[[], list[CellStats]]  # gives a started computation's result
+
+
 def cell_stats(
     tested: list[Array], ref: Array, mag: Array | None, tol: ElementTol | None, pair: bool = False
 ) -> list[CellStats]:
@@ -101,12 +107,23 @@ def cell_stats(
     implementation against implementation. CuPy arrays go to the CUDA kernel
     (one pass for everything), others to ``cell_stats_array``.
     """
+    return cell_stats_started(tested, ref, mag, tol, pair)()
+
+
+def cell_stats_started(
+    tested: list[Array], ref: Array, mag: Array | None, tol: ElementTol | None, pair: bool = False
+) -> Pending:
+    """``cell_stats`` begun: the call it returns gives the result. On CuPy the
+    kernel and the copy of its rows to the host are queued and the call waits
+    for them, so the host can fold one piece while the device checks the next;
+    elsewhere the work is done before this returns."""
     if pair and len(tested) != 2:
         raise ValueError("a pair needs two tested arrays")
     xp = array_namespace(ref, mag, *tested)
     if getattr(xp, "RawModule", None) is not None:
         return _cell_stats_cuda(xp, tested, ref, mag, tol, pair)
-    return _by_arrays(tested, ref, mag, tol, pair)
+    result = _by_arrays(tested, ref, mag, tol, pair)
+    return lambda: result
 
 
 def _by_arrays(tested, ref, mag, tol, pair: bool) -> list[CellStats]:
@@ -224,13 +241,14 @@ def _cell_strides(cp, a) -> tuple[Array, int, int]:
     return a, a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
 
 
-def _cell_stats_cuda(cp, tested, ref, mag, tol, pair: bool) -> list[CellStats]:
+def _cell_stats_cuda(cp, tested, ref, mag, tol, pair: bool) -> Pending:
     R, h = ref.shape[:2]
     cells, E = R * h, int(np.prod(ref.shape[2:]))
-    if E > 2**31 - 1 - 4 * THREADS:  # e + UNROLL * THREADS must fit an int
+    if E > 2**31 - 1 - UNROLL * CELL_THREADS:  # e + UNROLL * CELL_THREADS must fit an int
         raise ValueError(f"cells of {E} elements: the kernel indexes a cell with 32 bits")
     if cells == 0 or E == 0:
-        return _by_arrays(tested, ref, mag, tol, pair)
+        result = _by_arrays(tested, ref, mag, tol, pair)
+        return lambda: result
     xs = [_cell_strides(cp, x) for x in tested]
     if len({(x.dtype, row, head) for x, row, head in xs}) != 1:  # the kernel takes one layout
         xs = [(cp.ascontiguousarray(x, dtype=cp.float64), h * E, E) for x, _, _ in xs]
@@ -252,13 +270,31 @@ def _cell_stats_cuda(cp, tested, ref, mag, tol, pair: bool) -> list[CellStats]:
     args = (
         x0, x1, np.int64(xs_row), np.int64(xs_head),
         r, m, np.int64(rs_row), np.int64(rs_head),
-        np.int32(h), np.int32(E),
+        np.int32(h), np.int32(E), np.int64(cells),
         np.float64(p.ulps), np.float64(p.c32), np.float64(FP32_TINY),
         np.int64(p.min_exponent), np.int64(p.mantissa), np.float64(p.threshold),
         fout, iout,
     )  # fmt: skip
-    kernel((cells,), (THREADS,), args)
-    return _unpack(cp.asnumpy(fout), cp.asnumpy(iout), T, N, bound)
+    blocks = -(-cells // CELLS_PER_BLOCK)
+    kernel((blocks,), (CELL_THREADS * CELLS_PER_BLOCK,), args)
+    host = [_pinned(cp, a) for a in (fout, iout)]  # page-locked: the copies are queued too
+    done = cp.cuda.Event()
+    done.record()
+
+    def result() -> list[CellStats]:
+        done.synchronize()
+        return _unpack(*host, T, N, bound)
+
+    return result
+
+
+def _pinned(cp, a) -> np.ndarray:
+    """A queued copy of device array ``a`` into page-locked host memory."""
+    import cupyx
+
+    out = cupyx.empty_pinned(a.shape, a.dtype)
+    cp.asnumpy(a, out=out, blocking=False)
+    return out
 
 
 def _unpack(f: np.ndarray, i: np.ndarray, T: int, N: int, bound: bool) -> list[CellStats]:

@@ -62,12 +62,64 @@ __device__ __forceinline__ bool below(double err, double w, double d) {
     return isfinite(t) && t >= 1e-290 && err < t;
 }
 
+// The NaN, Inf and overflow rules for an element whose tested value, reference
+// or difference is not finite: its error (Inf where it is a failure in itself),
+// with the counts, and the overflow saturation of x (the value the worst ratio reports).
+template <bool BOUND>
+__device__ __forceinline__ double special_error(Acc& a, double& x, const double r, const double b,
+                                                const Bound& p) {
+    if (BOUND && isinf(x) && isfinite(r) && sign_of(x) == sign_of(r)
+        && __dadd_rn(fabs(r), b) >= p.threshold) {
+        x = sign_of(r) * fmax(p.threshold, fabs(r));
+        a.rinf += 1;
+    }
+    const bool xnan = isnan(x), rnan = isnan(r);
+    if (xnan && rnan) return 0.0;
+    if ((xnan && !rnan) || (isinf(x) && !isinf(r))) {
+        a.nan += (xnan && !rnan);
+        a.inf += (isinf(x) && !isinf(r));
+        return INF_D;
+    }
+    const double err = (x == r) ? 0.0 : fabs(__dsub_rn(x, r));
+    return isnan(err) ? INF_D : err;
+}
+
+// One element's error folded into a thread's accumulators. FINITE: x, r and
+// err are finite (the common case), so the rules above do not apply and an
+// exact match cannot move a maximum the thread already holds (its elements
+// come in increasing index order, so a tie never wins).
+template <bool FINITE, bool BOUND>
+__device__ __forceinline__ void fold(Acc& a, const double err, const double x, const double r,
+                                     const double b, const double floor, const int e) {
+    if (FINITE || isfinite(err)) a.err_sq = __dadd_rn(a.err_sq, __dmul_rn(err, err));
+    keep(a.max_abs, a.i_abs, err, e);
+    const bool zero_held = FINITE && err == 0.0 && a.max_rel >= 0.0;
+    if (!zero_held && !below(err, a.max_rel, floor)) {  // divide only where the maximum may move
+        double rel = __ddiv_rn(err, floor);
+        if (isnan(rel)) rel = INF_D;
+        keep(a.max_rel, a.i_rel, rel, e);
+    }
+    // err <= b means a ratio <= 1: not over, and below() says not the worst
+    // (below() is false for an infinite or NaN b)
+    if (BOUND && !(err <= b && below(err, a.worst, b))) {
+        double ratio = (err == 0.0) ? 0.0 : __ddiv_rn(err, b);
+        if (isnan(ratio)) ratio = INF_D;
+        a.over += (ratio > 1.0);
+        if (better(ratio, e, a.worst, a.i_worst)) {
+            a.worst = ratio; a.i_worst = e; a.worst_x = x; a.worst_ref = r;
+        }
+    }
+}
+
+// Element e of a cell against the reference r (magnitude m) for each of T
+// tested values xs. A thread visits its elements in increasing e.
 template <int T, bool BOUND>
 __device__ __forceinline__ void visit(
     Acc (&acc)[T], double& ref_sq, const double r, const double m, double (&xs)[T], const int e,
     const Bound& p)
 {
-    if (isfinite(r)) ref_sq = __dadd_rn(ref_sq, __dmul_rn(r, r));
+    const bool rfin = isfinite(r);
+    if (rfin) ref_sq = __dadd_rn(ref_sq, __dmul_rn(r, r));
     double b = 0.0;
     if (BOUND) {
         b = ulp_of(r, p.min_e, p.mant);
@@ -78,41 +130,13 @@ __device__ __forceinline__ void visit(
     const double floor = isnan(r) ? r : fmax(fabs(r), 2.2250738585072014e-308);
     #pragma unroll
     for (int t = 0; t < T; ++t) {
-        Acc& a = acc[t];
         double x = xs[t];
-        if (BOUND && isinf(x) && isfinite(r) && sign_of(x) == sign_of(r)
-            && __dadd_rn(fabs(r), b) >= p.threshold) {
-            x = sign_of(r) * fmax(p.threshold, fabs(r));
-            a.rinf += 1;
-        }
-        const bool xnan = isnan(x), rnan = isnan(r);
-        double err;
-        if (xnan && rnan) {
-            err = 0.0;
-        } else if ((xnan && !rnan) || (isinf(x) && !isinf(r))) {
-            err = INF_D;
-            a.nan += (xnan && !rnan);
-            a.inf += (isinf(x) && !isinf(r));
+        const double err = fabs(__dsub_rn(x, r));
+        if (rfin && err <= 1.7976931348623157e308) {  // x finite too: the plain rule
+            fold<true, BOUND>(acc[t], err, x, r, b, floor, e);
         } else {
-            err = (x == r) ? 0.0 : fabs(__dsub_rn(x, r));
-            if (isnan(err)) err = INF_D;
-        }
-        if (isfinite(err)) a.err_sq = __dadd_rn(a.err_sq, __dmul_rn(err, err));
-        keep(a.max_abs, a.i_abs, err, e);
-        if (!below(err, a.max_rel, floor)) {  // divide only where the maximum may move
-            double rel = __ddiv_rn(err, floor);
-            if (isnan(rel)) rel = INF_D;
-            keep(a.max_rel, a.i_rel, rel, e);
-        }
-        // err <= b (b finite) means a ratio <= 1: not over, and below() says not the worst
-        if (BOUND && !(isfinite(b) && err <= b && below(err, a.worst, b))) {
-            double ratio = (err == 0.0) ? 0.0 : __ddiv_rn(err, b);
-            if (isnan(ratio)) ratio = INF_D;
-            a.over += (ratio > 1.0);
-            if (better(ratio, e, a.worst, a.i_worst)) {
-                a.worst = ratio; a.i_worst = e; a.worst_x = x; a.worst_ref = r;
-            }
+            const double special = special_error<BOUND>(acc[t], x, r, b, p);
+            fold<false, BOUND>(acc[t], special, x, r, b, floor, e);
         }
     }
 }
-

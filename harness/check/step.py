@@ -10,12 +10,12 @@ the same pieces on a GPU, where a piece is as big as memory allows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.check.cells import cell_stats
+from harness.check.cells import cell_stats_started
 from harness.check.compare import ErrorStats, relative_floor
 from harness.check.tolerance import ElementTol
 from reference.namespace import Array, array_namespace
@@ -76,8 +76,12 @@ def new_stats(ctx: StepContext, tested: int) -> list[ErrorStats]:
     return [ErrorStats(q, "", ctx.step, "") for _ in range(pairs) for q in ("out", "state")]
 
 
-def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -> None:
-    """Fold one piece into ``stats`` (as laid out by ``new_stats``)."""
+def piece_stats(
+    ctx: StepContext, block: Block, r: slice, heads: slice, stats
+) -> Callable[[], None] | None:
+    """Fold one piece into ``stats`` (as laid out by ``new_stats``). On a device
+    the piece is only begun: the call returned folds it, once the host has
+    begun the next piece (``block_stats``)."""
     qkv, a, b, A_log, dt_bias = block.acts
     ref = decode_rows(
         qkv[r],
@@ -94,8 +98,7 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
     )
     rows, slots = block.rows[r], block.slots[r]
     if array_namespace(ref.state) is not np:
-        _piece_by_cells(ctx, block, (r, heads), ref, stats)
-        return
+        return _piece_by_cells(ctx, block, (r, heads), ref, stats)
     refs = (ref.out, ref.state)
     bounds = (
         ctx.tol_out.bound(ref.out, ref.out_mag),
@@ -119,19 +122,28 @@ def piece_stats(ctx: StepContext, block: Block, r: slice, heads: slice, stats) -
         for j in range(2):
             x, y = block.tested[0][j][r, heads], block.tested[1][j][r, heads]
             stats[4 + j].add(x, y, None, rows, slots, heads.start)
+    return None
 
 
-def _piece_by_cells(ctx: StepContext, block: Block, piece, ref, stats) -> None:
+def _piece_by_cells(ctx: StepContext, block: Block, piece, ref, stats) -> Callable[[], None]:
     """``piece_stats`` for device arrays: one pass per quantity and pair
-    (``harness.check.cells``) instead of a dozen."""
+    (``harness.check.cells``) instead of a dozen, begun; the call returned
+    waits for it and folds it into ``stats``."""
     r, heads = piece
     where = (block.rows[r], block.slots[r], heads.start)
     quantities = ((ref.out, ref.out_mag, ctx.tol_out), (ref.state, ref.state_mag, ctx.tol_state))
-    for j, (want, mag, tol) in enumerate(quantities):
-        xs = [tested[j][r, heads] for tested in block.tested]
-        found = cell_stats(xs, want, mag, tol, pair=len(xs) == 2)  # the pair: reported only
-        for i, cs in enumerate(found):
-            stats[2 * i + j].add_cells(cs, want.shape, *where)
+    started = []
+    for want, mag, tol in quantities:
+        xs = [tested[len(started)][r, heads] for tested in block.tested]
+        pending = cell_stats_started(xs, want, mag, tol, pair=len(xs) == 2)  # the pair: reported
+        started.append((pending, want.shape))
+
+    def fold() -> None:
+        for j, (pending, shape) in enumerate(started):
+            for i, cs in enumerate(pending()):
+                stats[2 * i + j].add_cells(cs, shape, *where)
+
+    return fold
 
 
 Piece = tuple[slice, slice]
@@ -148,9 +160,15 @@ def block_stats(
     if jobs is None:
         _, HV, K, V = block.pre.shape
         jobs = [list(pieces(block.rows.size, HV, K, V, piece_bytes))]
+    folding = None  # a device's piece, folded once the next one is begun (in piece order)
     for job in jobs:
         for r, heads in job:
-            piece_stats(ctx, block, r, heads, stats)
+            begun = piece_stats(ctx, block, r, heads, stats)
+            if folding is not None:
+                folding()
+            folding = begun
+    if folding is not None:
+        folding()
     return stats
 
 

@@ -163,7 +163,7 @@ def _block_parts(ctx: StepContext, block: Block, piece_bytes: int, sync) -> dict
             )
             sync()
             t1 = time.perf_counter()
-            _piece_by_cells(ctx, block, (r, h), ref, new_stats(ctx, len(block.tested)))
+            _piece_by_cells(ctx, block, (r, h), ref, new_stats(ctx, len(block.tested)))()
             sync()
             spent["oracle"] += t1 - t0
             spent["cells"] += time.perf_counter() - t1
