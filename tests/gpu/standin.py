@@ -311,6 +311,7 @@ FUNCTIONS = [
     "right_shift",
     "sign",
     "sqrt",
+    "stack",
     "square",
     "subtract",
     "sum",
@@ -362,6 +363,10 @@ class MemoryPool:
 
     def free_bytes(self) -> int:
         return 0
+
+    def total_bytes(self) -> int:
+        """What CuPy's pool would hold after a check: its peak (blocks are cached, not freed)."""
+        return STATS.peak_bytes
 
 
 POOL = MemoryPool()
