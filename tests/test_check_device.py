@@ -259,6 +259,7 @@ def _close_stats(got: list[ErrorStats], want: list[ErrorStats]) -> None:
 @pytest.mark.parametrize("budget", [2**24, 2 * 12 * 64 * 48 * 8])
 def test_a_step_on_the_device_gives_the_host_s_verdicts(monkeypatch, counters, budget):
     monkeypatch.setattr(dev, "DEVICE_MIN_ELEMS", 0)
+    monkeypatch.setattr(dev, "RELEASE_ABOVE_BYTES", 0)  # every check gives its memory back
     R, HV, K, V = 6, 4, 64, 48
     ctx, whole = _planted_step(R, HV, K, V)
     want = cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole), device="cpu")
@@ -297,6 +298,7 @@ def test_small_steps_stay_on_the_host(counters):
 
 def test_device_memory_is_given_back_when_a_check_fails(monkeypatch):
     monkeypatch.setattr(dev, "DEVICE_MIN_ELEMS", 0)
+    monkeypatch.setattr(dev, "RELEASE_ABOVE_BYTES", 0)
     ctx, whole = _planted_step()
     inner = _maker(whole)
 
@@ -414,3 +416,65 @@ def test_the_drift_check_runs_on_the_device_as_on_the_host(monkeypatch, counters
         assert (h.who, h.step) == (t.who, t.step)
         for key in ("state_max_abs", "state_rel_rms", "out_max_abs", "out_rel_rms"):
             assert getattr(t, key) == pytest.approx(getattr(h, key), rel=1e-9, abs=1e-15), key
+
+
+@pytest.mark.parametrize("device", [None, STANDIN], ids=["host", "standin"])
+@pytest.mark.parametrize("chunk", [np.arange(3, 14), np.arange(0, 2), np.array([5, 1, 2, 9])])
+def test_the_bench_s_blocks_repeat_the_source_rows(device, chunk):
+    """The bench's timed blocks: batch row r holds source row r % n, whether the
+    rows are a run (copied by doubling) or gathered one by one."""
+    from harness.bench.cost import block_maker
+
+    n = 4
+    rng = np.random.default_rng(1)
+    arrays = {k: rng.standard_normal((n, 2, 3, 5)).astype(np.float32) for k in ("pre", "state")}
+    arrays["out"] = rng.standard_normal((n, 2, 5)).astype(np.float32)
+    acts = (rng.standard_normal((n, 7)), rng.standard_normal((n, 2)), rng.standard_normal((n, 2)),
+            np.zeros(2), np.zeros(2))  # fmt: skip
+    make = block_maker(acts, arrays, n, device)
+    new_array = cp.host_array if device is None else device.empty
+    block = make(chunk, new_array)
+    want = chunk % n
+    np.testing.assert_array_equal(to_numpy(block.pre), arrays["pre"][want])
+    for got, source in zip(block.acts[:3], acts[:3], strict=True):
+        np.testing.assert_array_equal(to_numpy(got), source[want])
+    for out, state in block.tested:
+        np.testing.assert_array_equal(to_numpy(out), arrays["out"][want])
+        np.testing.assert_array_equal(to_numpy(state), arrays["state"][want])
+
+
+def test_only_checks_that_held_much_memory_give_it_back(monkeypatch, counters):
+    """A small check's cached blocks stay for the next check; a big one's go
+    back to the driver, for torch."""
+    monkeypatch.setattr(dev, "DEVICE_MIN_ELEMS", 0)
+    R, HV, K, V = 6, 4, 64, 48
+    ctx, whole = _planted_step(R, HV, K, V)
+
+    def emptied_by_a_check(above: int) -> int:
+        monkeypatch.setattr(dev, "RELEASE_ABOVE_BYTES", above)
+        counters.reset()
+        before = standin.POOL.emptied
+        cp.check_blocks(ctx, R, 2, (HV, K, V), _maker(whole), device=STANDIN)
+        assert counters.peak_bytes > 0
+        return standin.POOL.emptied - before
+
+    assert emptied_by_a_check(2**40) == 0
+    assert emptied_by_a_check(0) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("device", [None, STANDIN], ids=["host", "standin"])
+def test_rows_are_copied_as_a_gather_then_a_copy_would_copy_them(dtype, transposed, device):
+    """``to_host_rows``: a float32 tensor's rows gathered straight into the
+    destination, other dtypes through a gather; the same values either way."""
+    from harness.core.host import to_host_rows
+
+    t = torch.randn(7, 3, 4, 5).to(dtype)
+    if transposed:
+        t = t.transpose(-1, -2)
+    index = torch.tensor([5, 0, 6, 6, 2])
+    new_array = cp.host_array if device is None else device.empty
+    got = to_numpy(to_host_rows(t, index, new_array))
+    assert got.dtype == np.float32 and got.shape == (5, *t.shape[1:])
+    np.testing.assert_array_equal(got, t[index].float().numpy())

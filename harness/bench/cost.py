@@ -88,9 +88,10 @@ def check_sources(shape: dict[str, int], seed: int = 0):
 def block_maker(acts: tuple, arrays: dict[str, Any], n: int, device: ArrayDevice | None):
     """``make_block`` for ``check_blocks``: batch row ``r`` repeats source row
     ``r % n``, gathered where the check runs (from device arrays on a GPU)."""
-    if device is not None:
+    if device is not None:  # the sources once on the device: blocks gather there
         with device.activate():
             arrays = {k: device.put(v) for k, v in arrays.items()}
+            acts = tuple(device.put(x) for x in acts)
     qkv, a, b, A_log, dt_bias = acts
 
     def make_block(chunk: np.ndarray, new_array) -> step_check.Block:
@@ -99,17 +100,22 @@ def block_maker(acts: tuple, arrays: dict[str, Any], n: int, device: ArrayDevice
 
         def gather(name: str):
             src = arrays[name]
+            xp = array_namespace(src)
             dst = new_array((chunk.size, *src.shape[1:]))
-            run = step_check.row_run(chunk)
-            if run is None:
-                array_namespace(src).take(src, at, axis=0, out=dst)
+            if step_check.row_run(chunk) is None:
+                xp.take(src, at, axis=0, out=dst)
                 return dst
-            rows, flat = dst.reshape(chunk.size, -1), src.reshape(src.shape[0], -1)
-            for j in range(min(n, chunk.size)):  # one pass: every n-th row repeats a source row
-                rows[j::n] = flat[(run.start + j) % n]
+            # a run: row i repeats row i - n, so past the first n rows each
+            # contiguous copy doubles what is there (n, 2n, 4n, ... rows)
+            done = min(n, chunk.size)
+            xp.take(src, at[:done], axis=0, out=dst[:done])
+            while done < chunk.size:
+                more = min(done, chunk.size - done)
+                dst[done : done + more] = dst[:more]
+                done += more
             return dst
 
-        block = step_check.Block((qkv[idx], a[idx], b[idx], A_log, dt_bias), chunk, chunk,
+        block = step_check.Block((qkv[at], a[at], b[at], A_log, dt_bias), chunk, chunk,
                                  gather("pre"))  # fmt: skip
         block.tested = [(gather("out"), gather("state")) for _ in range(2)]
         return block

@@ -37,7 +37,8 @@ DEVICE_BUDGET_BYTES = 2**34  # device memory one check may use at most ...
 DEVICE_FREE_SHARE = 0.5  # ... and at most this share of the memory free when it starts
 DEVICE_MIN_ELEMS = 2**16  # state elements from which a step is checked on the device
 PIECE_TEMPS = 12  # float64 piece-sized arrays alive at once in a piece's check (8.6 on NumPy)
-RELEASE_AFTER_CHECK = True  # give cached device memory back after each check
+RELEASE_AFTER_CHECK = True  # give cached device memory back after each check ...
+RELEASE_ABOVE_BYTES = 2**28  # ... when CuPy holds more than this (small checks keep theirs)
 
 MakeBlock = Callable[[np.ndarray, Callable[[tuple[int, ...]], Array]], Block]
 
@@ -96,11 +97,16 @@ class ArrayDevice:
             return DEVICE_BUDGET_BYTES
         return min(DEVICE_BUDGET_BYTES, int(free * DEVICE_FREE_SHARE))
 
-    def release(self) -> None:
-        """Give the memory CuPy keeps cached back to the driver (for torch's use)."""
-        pool = getattr(self.xp, "get_default_memory_pool", None)
-        if pool is not None:
-            pool().free_all_blocks()
+    def release(self, above: int = 0) -> None:
+        """Give the memory CuPy keeps cached back to the driver (for torch's use)
+        when CuPy holds more than ``above`` bytes: a small check's few blocks
+        stay cached for the next, which would otherwise allocate them again."""
+        get_pool = getattr(self.xp, "get_default_memory_pool", None)
+        if get_pool is None:
+            return
+        pool = get_pool()
+        if pool.total_bytes() > above:
+            pool.free_all_blocks()
 
 
 # --- choosing the device ------------------------------------------------------------
@@ -213,5 +219,5 @@ def check_on_device(
                 del block  # before the next block is made
         finally:
             if RELEASE_AFTER_CHECK:
-                device.release()
+                device.release(RELEASE_ABOVE_BYTES)
     return totals

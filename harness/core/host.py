@@ -34,6 +34,31 @@ def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = 
     return dst
 
 
+def to_host_rows(
+    t: Any, index: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = None
+) -> np.ndarray:
+    """``to_host(t[index])`` for a tensor of row indices, in one pass where it can
+    be: a float32 tensor's rows are gathered straight into the destination
+    (strided, a transposed view say, or not), where ``t[index]`` would first
+    gather them into a copy of its own."""
+    if new_array is None or t.dtype != _torch().float32:
+        return to_host(t[index], new_array)
+    torch = _torch()
+    dst = new_array((int(index.numel()), *t.shape[1:]))
+    view = torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
+    if view.device != t.device:
+        view.copy_(t.detach()[index])
+    else:
+        torch.index_select(t.detach(), 0, index, out=view)
+    return dst
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
 def to_f64(t: Any) -> np.ndarray:
     """A torch tensor as a float64 host array of its own (the oracle's input)."""
     return to_host(t).astype(np.float64)

@@ -27,8 +27,7 @@ from harness.check.pool import check_blocks, host_array
 from harness.check.step import Block, StepContext, merge_into, row_run
 from harness.check.tolerance import ElementTol, resolve
 from harness.core.conventions import UNWRITTEN, plan_slots, render_indices
-from harness.core.host import to_f64 as _f64
-from harness.core.host import to_host
+from harness.core.host import to_host, to_host_rows
 from harness.core.layouts import KV
 from harness.core.spec import CaseSpec
 from harness.core.tiers import tier_unrunnable
@@ -105,7 +104,7 @@ class _CaseRun:
         self.drift_device = device_for_size(self.check_device, elems)
         if self.steps > 1 and elems * 8 <= DRIFT_MAX_BYTES and not graph:
             with self._on_drift_device() as new_array:
-                self.exact = self._canonical(self.base.state[self.live_slots_t], new_array)
+                self.exact = self._canonical(self.base.state, new_array, self.live_slots_t)
 
     def _use_indices(self, indices: list[int]) -> None:
         idx = np.asarray(indices, dtype=np.int64)
@@ -152,9 +151,14 @@ class _CaseRun:
         """Slots in the canonical ``[R, HV, K, V]`` orientation (a view)."""
         return slots if self.spec.layout.state_layout == KV else slots.transpose(-1, -2)
 
-    def _canonical(self, slots: torch.Tensor, new_array=host_array) -> np.ndarray:
-        """Slots ``[R, HV, K, V]`` on the host, transposed on the device for layout vk."""
-        return to_host(self._oriented(slots), new_array)
+    def _canonical(
+        self, slots: torch.Tensor, new_array=host_array, index: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Slots ``[R, HV, K, V]`` (``slots[index]`` with an index) on the host,
+        transposed on the device for layout vk."""
+        if index is None:
+            return to_host(self._oriented(slots), new_array)
+        return to_host_rows(self._oriented(slots), index, new_array)
 
     @contextlib.contextmanager
     def _on_drift_device(self):
@@ -203,8 +207,11 @@ class _CaseRun:
         return True
 
     def _activations(self) -> tuple[np.ndarray, ...]:
+        """The step's activations as float32 host arrays: exact for every stored
+        dtype (the oracle computes in float64) and half the bytes a device
+        check uploads."""
         b = self.base
-        return tuple(_f64(t) for t in (b.mixed_qkv, b.a, b.b, b.A_log, b.dt_bias))
+        return tuple(to_host(t) for t in (b.mixed_qkv, b.a, b.b, b.A_log, b.dt_bias))
 
     def _tested(
         self, part: _Participant, chunk: np.ndarray, new_array=host_array
@@ -212,8 +219,8 @@ class _CaseRun:
         """``part``'s output rows and named slots for live rows ``chunk``, on the host."""
         rows = torch.as_tensor(self.live_rows[chunk], device=self.device)
         slots = self.live_slots_t[torch.as_tensor(chunk, device=self.device)]
-        out = to_host(part.inputs.out[rows], new_array)
-        return out, self._canonical(part.inputs.state[slots], new_array)
+        out = to_host_rows(part.inputs.out, rows, new_array)
+        return out, self._canonical(part.inputs.state, new_array, slots)
 
     def _stats(self, quantity: str, pair: str, step: int, tol: ElementTol) -> ErrorStats:
         s = ErrorStats(quantity=quantity, pair=pair, step=step, tolerance=tol.describe())
@@ -373,12 +380,15 @@ class _CaseRun:
         rows = self.live_rows[chunk]
         run = row_run(chunk)
         pre = group[0].pre_state
-        pre = pre[run] if run is not None else pre[torch.as_tensor(chunk, device=self.device)]
+        if run is not None:
+            pre = self._canonical(pre[run], new_array)
+        else:
+            pre = self._canonical(pre, new_array, torch.as_tensor(chunk, device=self.device))
         return Block(
             acts=(qkv[rows], a[rows], b[rows], A_log, dt_bias),
             rows=rows,
             slots=self.live_slots[chunk],
-            pre=self._canonical(pre, new_array),
+            pre=pre,
             tested=[self._tested(p, chunk, new_array) for p in group],
         )
 
