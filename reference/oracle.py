@@ -64,17 +64,16 @@ def split_qkv(qkv: Array, H: int, HV: int, K: int, V: int):
     return xp.repeat(q, group, axis=1), xp.repeat(k, group, axis=1), v
 
 
-def _vecmats(xp, x: Array, y: Array, M: Array) -> tuple[Array, Array]:
-    """``x @ M`` and ``y @ M`` (``x, y [R, HV, K]``, ``M [R, HV, K, V]`` -> ``[R, HV, V]``),
-    one vector-matrix product per head, reading ``M`` once for both.
+def _vecmat(xp, x: Array, M: Array) -> Array:
+    """``x [R, HV, K] @ M [R, HV, K, V] -> [R, HV, V]``, one vector-matrix product per head.
 
-    The same product in either spelling: NumPy keeps its einsum, and other
+    The same product in either spelling; NumPy keeps its einsum, and other
     modules get a batched matmul, which CuPy runs as one BLAS call where its
     einsum takes a slower general path (docs/performance.md).
     """
-    xy = xp.stack([x, y], axis=-2)
-    P = np.einsum("rhjk,rhkv->rhjv", xy, M) if xp is np else xp.matmul(xy, M)
-    return P[..., 0, :], P[..., 1, :]
+    if xp is np:
+        return np.einsum("rhk,rhkv->rhv", x, M)
+    return xp.matmul(x[..., None, :], M)[..., 0, :]
 
 
 def gates(a: Array, b: Array, A_log: Array, dt_bias: Array):
@@ -122,22 +121,20 @@ def decode_rows(
     g, beta = gates(a, b, A_log, dt_bias)
     if heads is not None:
         q, k, v, g, beta = (x[:, heads] for x in (q, k, v, g, beta))
-    # S_new = S_dec + k u^T, so q @ S_new = q @ S_dec + (q . k) u: both products
-    # read the decayed state, before the update, in one pass
-    S_new = xp.multiply(S, xp.exp(g)[..., None, None], dtype=f)  # S_dec, updated below
+    S_new = xp.multiply(S, xp.exp(g)[..., None, None], dtype=f)  # decayed, updated below
     S_abs = xp.abs(S_new) if with_magnitude else None
-    kS, qS = _vecmats(xp, k, q, S_new)
-    u = (v - kS) * beta[..., None]
-    out = qS + xp.sum(q * k, axis=-1)[..., None] * u
+    u = (v - _vecmat(xp, k, S_new)) * beta[..., None]
     S_new += k[..., :, None] * u[..., None, :]
-    res = RowsResult(out=out, state=S_new)
-    if with_magnitude:  # the same terms, each by its absolute value
-        k_abs, q_abs = xp.abs(k), xp.abs(q)
-        kA, qA = _vecmats(xp, k_abs, q_abs, S_abs)
-        u_mag = (xp.abs(v) + kA) * beta[..., None]
-        res.out_mag = qA + xp.sum(q_abs * k_abs, axis=-1)[..., None] * u_mag
+    # q @ S_new itself, not q @ S_dec + (q . k) u, which reads the state once less:
+    # once a state holds Inf the two add Inf and -Inf in other orders, and the
+    # output's NaN and Inf must be those of the product a kernel computes
+    res = RowsResult(out=_vecmat(xp, q, S_new), state=S_new)
+    if with_magnitude:
+        k_abs = xp.abs(k)
+        u_mag = (xp.abs(v) + _vecmat(xp, k_abs, S_abs)) * beta[..., None]
         S_abs += k_abs[..., :, None] * u_mag[..., None, :]
         res.state_mag = S_abs
+        res.out_mag = _vecmat(xp, xp.abs(q), S_abs)
     return res
 
 

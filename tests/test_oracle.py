@@ -514,6 +514,28 @@ def test_magnitudes_bound_values(seed, l2):
     assert plain.out_mag is None and plain.state_mag is None
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_an_infinite_state_gives_the_nan_and_inf_of_q_times_the_new_state(seed):
+    """A state that overflowed to Inf a step earlier: the output is what
+    ``q @ S_new`` gives, NaN where that product adds Inf to -Inf, whatever
+    order the oracle sums in, and so is its magnitude."""
+    qkv, a, b, A_log, dt_bias, S, H = _rows_inputs(300 + seed, R=2, H=1, HV=2, K=6, V=5)
+    rng = np.random.default_rng(seed)
+    for _ in range(1 + seed % 3):
+        S[tuple(rng.integers(0, n) for n in S.shape)] = rng.choice([np.inf, -np.inf])
+    res = decode_rows(qkv, a, b, A_log, dt_bias, S, H=H, scale=0.4, with_magnitude=True)
+    q = split_qkv(qkv, H, 2, 6, 5)[0]
+    q = q / np.sqrt(np.sum(q * q, axis=-1, keepdims=True) + oracle.L2_EPS) * 0.4
+    with np.errstate(invalid="ignore"):
+        literal = np.einsum("rhk,rhkv->rhv", q, res.state)
+        literal_mag = np.einsum("rhk,rhkv->rhv", np.abs(q), res.state_mag)
+    assert not np.isfinite(literal).all()
+    for got, want in ((res.out, literal), (res.out_mag, literal_mag)):
+        bad = ~np.isfinite(want)
+        np.testing.assert_array_equal(got[bad], want[bad])
+        np.testing.assert_array_equal(np.isfinite(got), ~bad)
+
+
 # --------------------------------------------------------------------------
 # (4) chunking
 # --------------------------------------------------------------------------

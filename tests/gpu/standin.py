@@ -311,7 +311,6 @@ FUNCTIONS = [
     "right_shift",
     "sign",
     "sqrt",
-    "stack",
     "square",
     "subtract",
     "sum",
