@@ -96,9 +96,9 @@ def piece_stats(
         with_magnitude=True,
         heads=heads,
     )
-    rows, slots = block.rows[r], block.slots[r]
     if array_namespace(ref.state) is not np:
         return _piece_by_cells(ctx, block, (r, heads), ref, stats)
+    rows, slots = block.rows[r], block.slots[r]
     refs = (ref.out, ref.state)
     bounds = (
         ctx.tol_out.bound(ref.out, ref.out_mag),
@@ -133,8 +133,8 @@ def _piece_by_cells(ctx: StepContext, block: Block, piece, ref, stats) -> Callab
     where = (block.rows[r], block.slots[r], heads.start)
     quantities = ((ref.out, ref.out_mag, ctx.tol_out), (ref.state, ref.state_mag, ctx.tol_state))
     started = []
-    for want, mag, tol in quantities:
-        xs = [tested[len(started)][r, heads] for tested in block.tested]
+    for j, (want, mag, tol) in enumerate(quantities):
+        xs = [tested[j][r, heads] for tested in block.tested]
         pending = cell_stats_started(xs, want, mag, tol, pair=len(xs) == 2)  # the pair: reported
         started.append((pending, want.shape))
 

@@ -26,10 +26,7 @@ def to_host(t: Any, new_array: Callable[[tuple[int, ...]], np.ndarray] | None = 
     """
     if new_array is None:
         return t.detach().float().contiguous().cpu().numpy()
-    import torch
-
-    dst = new_array(tuple(t.shape))
-    view = torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
+    dst, view = _destination(new_array, tuple(t.shape))
     view.copy_(t.detach())  # one pass: the cast and the layout change happen in the copy
     return dst
 
@@ -41,11 +38,11 @@ def to_host_rows(
     be: a float32 tensor's rows are gathered straight into the destination
     (strided, a transposed view say, or not), where ``t[index]`` would first
     gather them into a copy of its own."""
-    if new_array is None or t.dtype != _torch().float32:
+    import torch
+
+    if new_array is None or t.dtype != torch.float32:
         return to_host(t[index], new_array)
-    torch = _torch()
-    dst = new_array((int(index.numel()), *t.shape[1:]))
-    view = torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
+    dst, view = _destination(new_array, (int(index.numel()), *t.shape[1:]))
     if view.device != t.device:
         view.copy_(t.detach()[index])
     else:
@@ -53,10 +50,12 @@ def to_host_rows(
     return dst
 
 
-def _torch():
+def _destination(new_array: Callable[[tuple[int, ...]], np.ndarray], shape: tuple[int, ...]):
+    """A new float32 array from ``new_array`` and a torch view of it (host or DLPack)."""
     import torch
 
-    return torch
+    dst = new_array(shape)
+    return dst, torch.from_numpy(dst) if isinstance(dst, np.ndarray) else torch.from_dlpack(dst)
 
 
 def to_f64(t: Any) -> np.ndarray:
