@@ -317,19 +317,27 @@ def test_device_memory_is_given_back_when_a_check_fails(monkeypatch):
 # --- through the runner ---------------------------------------------------------------------
 
 
-def test_the_runner_s_cases_check_on_the_device_as_on_the_host(monkeypatch, counters):
-    """A failing multi-step case, its blocks made by the runner itself: the same
-    violations, statistics and locations as on the host."""
+def _planted_runs(monkeypatch, case):
+    """``run_case`` of ``case`` for the planted bf16-beta bug against the oracle,
+    on the CPU, as a call to repeat on the host and on the stand-in."""
     from harness.impls.registry import load_implementation
-    from harness.run import runner
     from harness.run.runner import run_case
 
     if str(ROOT) not in sys.path:
         monkeypatch.syspath_prepend(str(ROOT))
-    case = make_spec(B=6, H=2, HV=4, K=32, V=24, pool=9, steps=2, slots={"padding": "alternate"})
     impl = load_implementation("tests.planted.bugs:beta_bf16")
     base = load_implementation("oracle")
-    here = run_case(case, impl, base, "cpu")
+    return lambda: run_case(case, impl, base, "cpu")
+
+
+def test_the_runner_s_cases_check_on_the_device_as_on_the_host(monkeypatch, counters):
+    """A failing multi-step case, its blocks made by the runner itself: the same
+    violations, statistics and locations as on the host."""
+    from harness.run import runner
+
+    case = make_spec(B=6, H=2, HV=4, K=32, V=24, pool=9, steps=2, slots={"padding": "alternate"})
+    run = _planted_runs(monkeypatch, case)
+    here = run()
     monkeypatch.setattr(dev, "DEVICE_MIN_ELEMS", 0)
     calls = []
 
@@ -340,7 +348,7 @@ def test_the_runner_s_cases_check_on_the_device_as_on_the_host(monkeypatch, coun
 
     monkeypatch.setattr(runner, "check_blocks", on_standin)
     counters.reset()
-    there = run_case(case, impl, base, "cpu")
+    there = run()
     assert calls and counters.uploads and counters.peak_bytes >= 3 * 4 * 32 * 24 * 4
     assert here.status == there.status == "failed"
     assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
@@ -395,19 +403,14 @@ def _cupy_importable() -> bool:
 def test_the_drift_check_runs_on_the_device_as_on_the_host(monkeypatch, counters):
     """The exact trajectory kept on the device: the same drift figures and drift
     violations as on the host, and the trajectory never comes back whole."""
-    from harness.impls.registry import load_implementation
     from harness.run import runner
-    from harness.run.runner import run_case
 
-    if str(ROOT) not in sys.path:
-        monkeypatch.syspath_prepend(str(ROOT))
     case = make_spec(B=5, H=2, HV=4, K=16, V=16, pool=7, steps=3, slots={"padding": "first"})
-    impl = load_implementation("tests.planted.bugs:beta_bf16")
-    base = load_implementation("oracle")
-    here = run_case(case, impl, base, "cpu")
+    run = _planted_runs(monkeypatch, case)
+    here = run()
     monkeypatch.setattr(runner, "device_for_size", lambda device, elems: STANDIN)
     counters.reset()
-    there = run_case(case, impl, base, "cpu")
+    there = run()
     assert counters.uploads and counters.largest_download <= 4 * 16 * 16 * 8
     assert [str(v) for v in here.violations] == [str(v) for v in there.violations]
     assert any(v.check == "drift" for v in there.violations)
